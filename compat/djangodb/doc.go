@@ -1,0 +1,16 @@
+// Package djangodb owns every read and write atpd makes to the ATP tables
+// that Django's `processes` app creates (processes_type, processes_instance,
+// processes_task, processes_logrecord, processes_response, processes_input).
+//
+// The tables are shared with unmodified Python producers (EOxServer's
+// tracker.py) and possibly with the original Python daemon, so this package
+// reproduces the tracker's observable semantics row for row: every status
+// change saves timeUpdate and writes one log record in the same transaction,
+// deletes emulate Django's Python-side cascade, and timestamps are written in
+// the exact form Django writes for the configured USE_TZ and TIME_ZONE.
+//
+// Store is the one interface; there is one implementation per database
+// (PostgreSQL through lib/pq, SQLite through modernc.org/sqlite) and dialect
+// SQL never leaves its implementation. The storetest package holds the
+// conformance suite both implementations must pass.
+package djangodb

@@ -1,0 +1,76 @@
+// Package executor defines the contract between the daemon loop and the
+// things that run handlers: the Go handler registry (gohandlers), CPython
+// worker processes and embedded gpython (pyhandlers). It owns no behaviour,
+// only the types both sides agree on, so that neither imports the other.
+package executor
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/eoxserver/atpd/compat/djangodb"
+)
+
+// Task is one started task as handed to an executor.
+type Task struct {
+	InstanceID int64
+	Type       string // type identifier
+	Identifier string // instance identifier
+	Handler    string // dotted path
+	// Input is the stored input text, base64(zlib(pickle)). Executors decode
+	// it themselves: Go handlers want Go values, Python handlers want the
+	// pickle bytes for Python's own pickle.
+	Input    string
+	HasInput bool
+	// Deadline is when the daemon cancels the handler; the executor's
+	// context carries it too.
+	Deadline time.Time
+}
+
+// Ref names the task in logs.
+func (t *Task) Ref() djangodb.InstanceRef {
+	return djangodb.InstanceRef{ID: t.InstanceID, Type: t.Type, Identifier: t.Identifier}
+}
+
+// Info is TaskStatus.getInfo's tuple.
+type Info struct {
+	Type       string
+	Identifier string
+	Status     djangodb.Status
+}
+
+// TaskStatus is the handler's view of its task: everything the tracker's
+// TaskStatus class offers. Each setter returns once its write is committed.
+type TaskStatus interface {
+	Info(ctx context.Context) (Info, error)
+	Identifier() (typ, identifier string)
+	Status(ctx context.Context) (djangodb.Status, error)
+	SetSuccess(ctx context.Context, message string) error
+	SetFailure(ctx context.Context, message string) error
+	SetPaused(ctx context.Context, message string) error
+	SetRunning(ctx context.Context, message string) error
+	// StoreResponse stores data with its MIME type (tracker default "text/xml").
+	StoreResponse(ctx context.Context, data []byte, mimeType string) error
+}
+
+// Executor runs one task's handler to completion. A nil error means the
+// handler returned normally; the daemon then writes FINISHED unless the
+// handler set FINISHED or FAILED itself. Any other error ends the task FAILED
+// with err.Error() as the log message, so executors make that text the
+// message an operator should read (for Python, str(exception)).
+//
+// When ctx is done (deadline or shutdown) the executor must stop the handler
+// and return promptly; the daemon decides what happens to the task.
+type Executor interface {
+	Execute(ctx context.Context, task *Task, status TaskStatus) error
+}
+
+// Sentinel errors executors return and the daemon branches on.
+var (
+	// ErrNoHandler: nothing can run this dotted path. Wrapped with the path.
+	ErrNoHandler = errors.New("no handler")
+	// ErrUnsupported: the executor cannot run this handler (for example
+	// gpython meeting a construct it does not implement).
+	ErrUnsupported = errors.New("handler not supported by executor")
+)
