@@ -1,0 +1,66 @@
+# Prints what atpd needs from a Django settings module as one JSON line.
+# Run by atpd with DJANGO_SETTINGS_MODULE set: argv[1] is the database alias,
+# argv[2:] directories to append to sys.path. Valid Python 2.7 and 3: old
+# EOxServer deployments still run Python 2.
+import json
+import sys
+
+MARK = "ATPD-DJANGO-SETTINGS: "
+
+try:
+    string_types = (str, unicode)  # noqa: F821 (Python 2)
+except NameError:
+    string_types = (str,)
+
+
+def text(value):
+    if value is None:
+        return ""
+    return "%s" % (value,)  # pathlib.Path, ints and str alike
+
+
+def emit(obj):
+    sys.stdout.write(MARK + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def main():
+    alias = sys.argv[1]
+    for d in sys.argv[2:]:
+        sys.path.append(d)
+    try:
+        from django.conf import settings
+        databases = settings.DATABASES
+        time_zone = settings.TIME_ZONE
+        use_tz = bool(settings.USE_TZ)
+    except Exception as e:
+        emit({"error": "%s: %s" % (type(e).__name__, e)})
+        return 2
+    if alias not in databases:
+        emit({"error": "no database alias %r in settings.DATABASES (aliases: %s)" % (
+            alias, ", ".join(sorted(text(a) for a in databases)))})
+        return 2
+    db = databases[alias]
+    options, skipped = {}, []
+    for key, value in sorted((db.get("OPTIONS") or {}).items()):
+        if isinstance(value, bool) or isinstance(value, (int, float)) or isinstance(value, string_types):
+            options[text(key)] = value
+        else:
+            skipped.append(text(key))
+    emit({
+        "engine": text(db.get("ENGINE")),
+        "name": text(db.get("NAME")),
+        "user": text(db.get("USER")),
+        "password": text(db.get("PASSWORD")),
+        "host": text(db.get("HOST")),
+        "port": text(db.get("PORT")),
+        "options": options,
+        "skipped_options": skipped,
+        "time_zone": time_zone,
+        "use_tz": use_tz,
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,394 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Config keys: the names in a config file; ATPD_<KEY upper-cased> in the
+// environment; flags are the same words with dashes.
+const (
+	KeyDB                = "db"
+	KeySettings          = "settings"
+	KeyDBAlias           = "db_alias"
+	KeyPythonPath        = "python_path"
+	KeyWorkers           = "workers"
+	KeyPython            = "python"
+	KeyLogFormat         = "log_format"
+	KeyLogLevel          = "log_level"
+	KeyPollInterval      = "poll_interval"
+	KeySweepInterval     = "sweep_interval"
+	KeyDrainTimeout      = "drain_timeout"
+	KeyMaxQueueSize      = "max_queue_size"
+	KeyUseTZ             = "use_tz"
+	KeyTimeZone          = "time_zone"
+	KeyExecutors         = "executors"
+	KeyAllowHandlers     = "allow_handlers"
+	KeyHTTPAddr          = "http_addr"
+	KeyMaxTasksPerWorker = "max_tasks_per_worker"
+)
+
+// FlagConfig names the config file flag; EnvConfig the variable that can
+// name it instead.
+const (
+	FlagConfig = "config"
+	EnvConfig  = "ATPD_CONFIG"
+	EnvPrefix  = "ATPD"
+	// EnvDjangoSettings is honoured like the reference daemon did, but only
+	// when neither a database nor a settings module is configured otherwise.
+	EnvDjangoSettings = "DJANGO_SETTINGS_MODULE"
+)
+
+type kind int
+
+const (
+	kindString kind = iota
+	kindInt
+	kindBool
+	kindDuration
+	kindList     // comma-separated in the environment
+	kindPathList // os.PathListSeparator-separated in the environment, like PYTHONPATH
+	kindRules    // "path=executor" items
+)
+
+type setting struct {
+	key   string
+	flag  string // long flag name
+	short string
+	kind  kind
+	// daemon settings only make sense for the root command.
+	daemon bool
+	usage  string
+	field  func(*Config) any // pointer to the field
+}
+
+var settings = []setting{
+	{KeyDB, "db", "", kindString, false, "database DSN: postgres://USER:PASS@HOST:PORT/NAME or sqlite:PATH (default " + DefaultDB + " unless -s is given)", func(c *Config) any { return &c.DB }},
+	{KeySettings, "settings", "s", kindString, false, "Django settings module to read the database and time zone from (also DJANGO_SETTINGS_MODULE)", func(c *Config) any { return &c.Settings }},
+	{KeyDBAlias, "db-alias", "d", kindString, false, "Django database alias in settings.DATABASES", func(c *Config) any { return &c.DBAlias }},
+	{KeyPythonPath, "python-path", "p", kindPathList, false, "directory to append to the Python search path (repeatable)", func(c *Config) any { return &c.PythonPath }},
+	{KeyPython, "python", "", kindString, false, "Python interpreter for Python handlers and the Django settings", func(c *Config) any { return &c.Python }},
+	{KeyLogFormat, "log-format", "", kindString, false, "log format: text or json", func(c *Config) any { return &c.LogFormat }},
+	{KeyLogLevel, "log-level", "", kindString, false, "log level: debug, info, warning or error", func(c *Config) any { return &c.LogLevel }},
+	{KeyMaxQueueSize, "max-queue-size", "", kindInt, false, "most waiting tasks an enqueue accepts", func(c *Config) any { return &c.MaxQueueSize }},
+	{KeyUseTZ, "use-tz", "", kindBool, false, "Django USE_TZ of the database (read from -s when not given)", func(c *Config) any { return &c.UseTZ }},
+	{KeyTimeZone, "time-zone", "", kindString, false, "Django TIME_ZONE of the database (read from -s when not given)", func(c *Config) any { return &c.TimeZone }},
+	{KeyWorkers, "workers", "n", kindInt, true, "number of tasks run at once (N >= 1; default: number of CPUs)", func(c *Config) any { return &c.Workers }},
+	{KeyPollInterval, "poll-interval", "", kindDuration, true, "sleep between polls of an empty queue", func(c *Config) any { return &c.PollInterval }},
+	{KeySweepInterval, "sweep-interval", "", kindDuration, true, "longest time between two clean-ups of timed-out and expired tasks", func(c *Config) any { return &c.SweepInterval }},
+	{KeyDrainTimeout, "drain-timeout", "", kindDuration, true, "how long SIGINT lets running tasks finish before aborting them (0: until their timeout)", func(c *Config) any { return &c.DrainTimeout }},
+	{KeyExecutors, "executor", "", kindRules, true, "PATH=EXECUTOR: run the handler PATH (or prefix ending in \".\") with cpython, embedded or go (repeatable)", func(c *Config) any { return &c.Executors }},
+	{KeyAllowHandlers, "allow-handler", "", kindList, true, "only run handlers with this dotted path or prefix ending in \".\" (repeatable)", func(c *Config) any { return &c.AllowHandlers }},
+	{KeyHTTPAddr, "http-addr", "", kindString, true, "host:port of the metrics and health endpoint (empty: off)", func(c *Config) any { return &c.HTTPAddr }},
+	{KeyMaxTasksPerWorker, "max-tasks-per-worker", "", kindInt, true, "restart a Python worker process after this many tasks (0: never)", func(c *Config) any { return &c.MaxTasksPerWorker }},
+}
+
+// Keys returns every config key, in documentation order.
+func Keys() []string {
+	keys := make([]string, len(settings))
+	for i, s := range settings {
+		keys[i] = s.key
+	}
+	return keys
+}
+
+// AddFlags defines the flags every command shares (database, Python, time
+// zone, logging) and --config on fs.
+func AddFlags(fs *pflag.FlagSet) { addFlags(fs, false) }
+
+// AddDaemonFlags defines the flags only the daemon uses (workers, timings,
+// executors).
+func AddDaemonFlags(fs *pflag.FlagSet) { addFlags(fs, true) }
+
+func addFlags(fs *pflag.FlagSet, daemon bool) {
+	d := Defaults()
+	if !daemon {
+		fs.String(FlagConfig, "", "config file (YAML or TOML; also "+EnvConfig+")")
+	}
+	for _, s := range settings {
+		if s.daemon != daemon {
+			continue
+		}
+		switch p := s.field(&d).(type) {
+		case *string:
+			fs.StringP(s.flag, s.short, *p, s.usage)
+		case *int:
+			fs.IntP(s.flag, s.short, *p, s.usage)
+		case *bool:
+			fs.BoolP(s.flag, s.short, *p, s.usage)
+		case *time.Duration:
+			fs.DurationP(s.flag, s.short, *p, s.usage)
+		case *[]string, *map[string]string:
+			// StringArray, not StringSlice: a directory may contain a comma.
+			fs.StringArrayP(s.flag, s.short, nil, s.usage)
+		}
+	}
+}
+
+// Load builds the configuration from defaults, the config file (--config or
+// ATPD_CONFIG), ATPD_* environment variables and the flags in fs that were
+// set, each layer overriding the ones before. fs may be nil. It does not
+// run Python: see ApplyDjango.
+func Load(fs *pflag.FlagSet) (Config, error) {
+	v := viper.NewWithOptions(viper.KeyDelimiter("::"))
+	file := os.Getenv(EnvConfig)
+	if fs != nil {
+		if f := fs.Lookup(FlagConfig); f != nil && f.Changed {
+			file = f.Value.String()
+		}
+	}
+	if file != "" {
+		v.SetConfigFile(file)
+		switch strings.ToLower(filepath.Ext(file)) {
+		case ".yaml", ".yml", ".toml", ".json":
+		default:
+			return Config{}, fmt.Errorf("config: file %s: unknown type %q (want .yaml, .yml, .toml or .json)", file, filepath.Ext(file))
+		}
+		if err := v.ReadInConfig(); err != nil {
+			return Config{}, fmt.Errorf("config: read %s: %w", file, err)
+		}
+		if err := checkFileKeys(file, v.AllKeys()); err != nil {
+			return Config{}, err
+		}
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.AutomaticEnv()
+
+	c := Defaults()
+	c.Sources = map[string]Source{}
+	for _, s := range settings {
+		var flag *pflag.Flag
+		if fs != nil {
+			flag = fs.Lookup(s.flag)
+		}
+		var (
+			raw any
+			src Source
+		)
+		switch {
+		case flag != nil && flag.Changed:
+			src = SourceFlag
+			// Read the flag ourselves rather than through viper, which
+			// re-splits string arrays as CSV.
+			raw = flagValue(fs, flag)
+		case envSet(s.key):
+			src, raw = SourceEnv, os.Getenv(EnvPrefix+"_"+strings.ToUpper(s.key))
+		case v.InConfig(s.key):
+			src, raw = SourceFile, v.Get(s.key)
+		default:
+			continue
+		}
+		if err := decode(s, raw, src, s.field(&c)); err != nil {
+			return Config{}, err
+		}
+		c.Sources[s.key] = src
+	}
+	// The reference daemon took its settings module from the environment;
+	// do the same, but only when nothing else says which database to use,
+	// so that a stray variable cannot override an explicit --db.
+	if c.Source(KeySettings) == SourceDefault && c.Source(KeyDB) == SourceDefault {
+		if m := os.Getenv(EnvDjangoSettings); m != "" {
+			c.Settings = m
+			c.Sources[KeySettings] = SourceEnv
+		}
+	}
+	// -n below 1 means one worker, as in the reference daemon.
+	if c.Workers < 1 && c.Source(KeyWorkers) != SourceDefault {
+		c.Workers = 1
+	}
+	return c, nil
+}
+
+func envSet(key string) bool {
+	v, ok := os.LookupEnv(EnvPrefix + "_" + strings.ToUpper(key))
+	return ok && v != ""
+}
+
+func flagValue(fs *pflag.FlagSet, f *pflag.Flag) any {
+	if f.Value.Type() == "stringArray" {
+		a, _ := fs.GetStringArray(f.Name)
+		return a
+	}
+	return f.Value.String()
+}
+
+func checkFileKeys(file string, keys []string) error {
+	known := map[string]bool{}
+	for _, s := range settings {
+		known[s.key] = true
+	}
+	var unknown []string
+	for _, k := range keys {
+		top, _, nested := strings.Cut(k, "::")
+		if top == KeyExecutors && nested {
+			// Viper lower-cases map keys, and handler paths are case
+			// sensitive: insist on a list.
+			return &FieldError{Field: KeyExecutors, Reason: fmt.Sprintf("in %s: write a list of \"path=executor\" strings, not a mapping (mapping keys lose their case)", file)}
+		}
+		if !known[top] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return fmt.Errorf("config: file %s: unknown keys %s: %w", file, strings.Join(unknown, ", "), ErrInvalid)
+	}
+	return nil
+}
+
+// decode stores raw (a flag's text, an environment string or a value parsed
+// from the file) into the field p, naming the key on failure.
+func decode(s setting, raw any, src Source, p any) error {
+	bad := func(format string, args ...any) error {
+		return &FieldError{Field: s.key, Reason: fmt.Sprintf("from %s: ", src) + fmt.Sprintf(format, args...)}
+	}
+	switch p := p.(type) {
+	case *string:
+		switch r := raw.(type) {
+		case string:
+			*p = r
+		case int, int64, float64, bool:
+			*p = fmt.Sprint(r)
+		default:
+			return bad("want a string, got %T", raw)
+		}
+	case *int:
+		n, err := toInt(raw)
+		if err != nil {
+			return bad("%v", err)
+		}
+		*p = n
+	case *bool:
+		switch r := raw.(type) {
+		case bool:
+			*p = r
+		case string:
+			b, err := strconv.ParseBool(strings.TrimSpace(r))
+			if err != nil {
+				return bad("%q is not true or false", r)
+			}
+			*p = b
+		default:
+			return bad("want true or false, got %T", raw)
+		}
+	case *time.Duration:
+		d, err := toDuration(raw)
+		if err != nil {
+			return bad("%v", err)
+		}
+		*p = d
+	case *[]string:
+		sep := ","
+		if s.kind == kindPathList {
+			sep = string(os.PathListSeparator)
+		}
+		l, err := toList(raw, sep)
+		if err != nil {
+			return bad("%v", err)
+		}
+		*p = l
+	case *map[string]string:
+		l, err := toList(raw, ",")
+		if err != nil {
+			return bad("%v", err)
+		}
+		m := make(map[string]string, len(l))
+		for _, item := range l {
+			path, name, ok := strings.Cut(item, "=")
+			path, name = strings.TrimSpace(path), strings.TrimSpace(name)
+			if !ok || path == "" || name == "" {
+				return bad("%q is not path=executor", item)
+			}
+			m[path] = name
+		}
+		*p = m
+	default:
+		panic(fmt.Sprintf("config: setting %s has unhandled field type %T", s.key, p))
+	}
+	return nil
+}
+
+func toInt(raw any) (int, error) {
+	switch r := raw.(type) {
+	case int:
+		return r, nil
+	case int64:
+		return int(r), nil
+	case float64:
+		if r != math.Trunc(r) || math.Abs(r) > math.MaxInt32 {
+			return 0, fmt.Errorf("%v is not an integer", r)
+		}
+		return int(r), nil
+	case string:
+		n, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil {
+			return 0, fmt.Errorf("%q is not an integer", r)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("want an integer, got %T", raw)
+}
+
+// toDuration accepts Go durations ("1.5s", "50ms") and, like the tracker's
+// timeouts, plain numbers as seconds.
+func toDuration(raw any) (time.Duration, error) {
+	var secs float64
+	switch r := raw.(type) {
+	case string:
+		r = strings.TrimSpace(r)
+		if d, err := time.ParseDuration(r); err == nil {
+			return d, nil
+		}
+		f, err := strconv.ParseFloat(r, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration (like 1.5s or 50ms) nor a number of seconds", r)
+		}
+		secs = f
+	case int:
+		secs = float64(r)
+	case int64:
+		secs = float64(r)
+	case float64:
+		secs = r
+	default:
+		return 0, fmt.Errorf("want a duration, got %T", raw)
+	}
+	if math.IsNaN(secs) || math.Abs(secs) > float64(math.MaxInt64)/float64(time.Second) {
+		return 0, fmt.Errorf("%v seconds is out of range", secs)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}
+
+func toList(raw any, sep string) ([]string, error) {
+	var out []string
+	switch r := raw.(type) {
+	case []string:
+		out = append(out, r...)
+	case []any:
+		for _, item := range r {
+			s, ok := item.(string)
+			if !ok {
+				return nil, fmt.Errorf("list item %v is %T, want a string", item, item)
+			}
+			out = append(out, s)
+		}
+	case string:
+		for _, s := range strings.Split(r, sep) {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("want a list of strings, got %T", raw)
+	}
+	return out, nil
+}
