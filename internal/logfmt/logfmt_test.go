@@ -106,9 +106,9 @@ func TestNewUnknownFormat(t *testing.T) {
 
 // lockedCounter is a writer that fails the test when two Writes overlap.
 type lockedCounter struct {
-	t      *testing.T
-	mu     sync.Mutex
-	buf    bytes.Buffer
+	t   *testing.T
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
 func (w *lockedCounter) Write(p []byte) (int, error) {
