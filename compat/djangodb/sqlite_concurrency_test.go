@@ -1,0 +1,269 @@
+package djangodb_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/internal/testdb"
+)
+
+// batchProducer is integration/producer.py in batch mode: one Python
+// process running tracker.py calls, one JSON line in and out each.
+type batchProducer struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+}
+
+type batchReply struct {
+	Exit    int             `json:"exit"`
+	Result  json.RawMessage `json:"result"`
+	Error   string          `json:"error"`
+	Message string          `json:"message"`
+}
+
+func startProducer(t testing.TB, path string, c testdb.Config) *batchProducer {
+	t.Helper()
+	py := testdb.Python(t)
+	cmd := exec.Command(py, "producer.py", "batch")
+	cmd.Dir = filepath.Join(testdb.RepoRoot(t), "integration")
+	cmd.Env = testdb.DjangoEnv(t, "sqlite:"+path, c)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start producer.py: %v", err)
+	}
+	p := &batchProducer{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+	p.out.Buffer(make([]byte, 1<<20), 1<<24)
+	t.Cleanup(func() {
+		p.stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("producer.py batch exited: %v\n%s", err, stderr.String())
+		}
+	})
+	return p
+}
+
+func (p *batchProducer) call(args ...any) (batchReply, error) {
+	line, err := json.Marshal(args)
+	if err != nil {
+		return batchReply{}, err
+	}
+	if _, err := fmt.Fprintf(p.stdin, "%s\n", line); err != nil {
+		return batchReply{}, fmt.Errorf("producer %s: write: %w", line, err)
+	}
+	if !p.out.Scan() {
+		return batchReply{}, fmt.Errorf("producer %s: no reply: %v", line, p.out.Err())
+	}
+	var r batchReply
+	if err := json.Unmarshal(p.out.Bytes(), &r); err != nil {
+		return batchReply{}, fmt.Errorf("producer %s: bad reply %q: %w", line, p.out.Bytes(), err)
+	}
+	return r, nil
+}
+
+// TestSQLiteConcurrentDjangoProducer lets a Django producer enqueue into the
+// file as fast as it can while the store claims, starts, answers and
+// finishes tasks, for about five seconds, with the default busy timeout on
+// both sides (the store's 5 s, Python sqlite3's 5 s). Neither side may see
+// "database is locked", every accepted task must end FINISHED with the
+// tracker's four log records, and Django must read what the store wrote.
+func TestSQLiteConcurrentDjangoProducer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for five seconds")
+	}
+	const runFor = 5 * time.Second
+	c := viennaConfig
+	path := djangodb.SQLitePath(testdb.SQLite(t, c))
+	s := openStore(t, path, testdb.Options(c))
+	register(t, s, djangodb.TypeSpec{Identifier: "C", Handler: "tools.atp_demo.handler"})
+	prod := startProducer(t, path, c)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		accepted []string // identifiers the producer enqueued
+		full     int      // QueueFull replies
+		done     = map[int64]bool{}
+		slowest  time.Duration // longest single store call
+	)
+	enqueued := make(chan struct{}, 1) // producer -> store: a task waits
+	dequeued := make(chan struct{}, 1) // store -> producer: the queue has room
+	producerDone := make(chan error, 1)
+
+	go func() {
+		deadline := time.Now().Add(runFor)
+		var err error
+		defer func() { producerDone <- err; close(enqueued) }()
+		for i := 0; time.Now().Before(deadline); i++ {
+			ident := fmt.Sprintf("c%05d", i)
+			var r batchReply
+			if r, err = prod.call("enqueue", "C", ident, "--json", fmt.Sprintf("[%d, 1.5]", i)); err != nil {
+				return
+			}
+			switch r.Exit {
+			case 0:
+				mu.Lock()
+				accepted = append(accepted, ident)
+				mu.Unlock()
+				select {
+				case enqueued <- struct{}{}:
+				default:
+				}
+			case 3: // QueueFull: the queue is the limit, not an error
+				mu.Lock()
+				full++
+				mu.Unlock()
+				// Wait for the store to make room.
+				select {
+				case <-dequeued:
+				case <-time.After(time.Until(deadline)):
+				}
+			default:
+				err = fmt.Errorf("producer enqueue %s: exit %d %s: %s", ident, r.Exit, r.Error, r.Message)
+				return
+			}
+		}
+	}()
+
+	timed := func(f func() error) error {
+		start := time.Now()
+		err := f()
+		if d := time.Since(start); d > 0 {
+			mu.Lock()
+			slowest = max(slowest, d)
+			mu.Unlock()
+		}
+		return err
+	}
+	work := func() error {
+		producing := true
+		for {
+			var ids []int64
+			err := timed(func() (err error) { ids, err = s.Dequeue(ctx, 0x5A5A, 8, ""); return err })
+			if errors.Is(err, djangodb.ErrQueueEmpty) {
+				if !producing {
+					return nil
+				}
+				// Wait for the producer's next enqueue (or its end).
+				if _, ok := <-enqueued; !ok {
+					producing = false
+				}
+				continue
+			} else if err != nil {
+				return err
+			}
+			select {
+			case dequeued <- struct{}{}:
+			default:
+			}
+			for _, id := range ids {
+				var st djangodb.StartedTask
+				if err := timed(func() (err error) { st, err = s.Start(ctx, id, ""); return err }); err != nil {
+					return err
+				}
+				if !st.HasInput || st.Starts != 1 {
+					return fmt.Errorf("start of %d = %+v, want input and one start", id, st)
+				}
+				if err := timed(func() error { return s.SetResponse(ctx, id, []byte("r"+st.Identifier), "text/plain") }); err != nil {
+					return err
+				}
+				if err := timed(func() error { _, err := s.FinishIfNotFinished(ctx, id, ""); return err }); err != nil {
+					return err
+				}
+				mu.Lock()
+				done[id] = true
+				mu.Unlock()
+			}
+		}
+	}
+	if err := work(); err != nil {
+		t.Fatalf("store side: %v", err)
+	}
+	if err := <-producerDone; err != nil {
+		t.Fatalf("producer side: %v", err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(accepted) < 100 {
+		t.Fatalf("the producer enqueued only %d tasks in %v; the run proves little", len(accepted), runFor)
+	}
+	if len(done) != len(accepted) {
+		t.Errorf("finished %d tasks, the producer enqueued %d", len(done), len(accepted))
+	}
+	t.Logf("%d tasks enqueued by Django and finished by the store in %v (%d QueueFull replies); slowest store call %v",
+		len(accepted), runFor, full, slowest)
+
+	finished := djangodb.Finished
+	list, err := s.Instances(context.Background(), djangodb.InstanceFilter{Type: "C", Status: &finished})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != len(accepted) {
+		t.Errorf("%d FINISHED instances, want %d", len(list), len(accepted))
+	}
+	if st, err := s.QueueStats(context.Background()); err != nil || st.Waiting != 0 {
+		t.Errorf("queue after the run = %+v, %v; want empty", st, err)
+	}
+	// Django reads what the store wrote: a sample across the run.
+	for i := 0; i < len(accepted); i += max(1, len(accepted)/10) {
+		ident := accepted[i]
+		r, err := prod.call("log", "C", ident)
+		if err != nil || r.Exit != 0 {
+			t.Fatalf("producer log %s: %v %+v", ident, err, r)
+		}
+		var lg struct {
+			Text    string `json:"text"`
+			Records []struct {
+				Time   string `json:"time"`
+				Status int    `json:"status"`
+			} `json:"records"`
+		}
+		if err := json.Unmarshal(r.Result, &lg); err != nil {
+			t.Fatal(err)
+		}
+		var got []int
+		for _, rec := range lg.Records {
+			got = append(got, rec.Status)
+		}
+		if lg.Text != "FINISHED" || !slices.Equal(got, []int{1, 2, 3, 5}) {
+			t.Errorf("Django reads %s as %s with log %v, want FINISHED [1 2 3 5]", ident, lg.Text, got)
+		}
+		r, err = prod.call("response", "C", ident)
+		if err != nil || r.Exit != 0 {
+			t.Fatalf("producer response %s: %v %+v", ident, err, r)
+		}
+		var resp struct {
+			Text     string `json:"text"`
+			MimeType string `json:"mimeType"`
+		}
+		if err := json.Unmarshal(r.Result, &resp); err != nil {
+			t.Fatal(err)
+		}
+		if resp.Text != "r"+ident || resp.MimeType != "text/plain" {
+			t.Errorf("Django reads the response of %s as %+v, want r%s text/plain", ident, resp, ident)
+		}
+	}
+}
