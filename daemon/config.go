@@ -1,0 +1,159 @@
+package daemon
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultPollInterval  = 50 * time.Millisecond
+	DefaultSweepInterval = 30 * time.Second
+	DefaultSweepEvery    = 300
+	// DefaultSweepIdleMin is the reference daemon's cadence on an empty
+	// queue (it swept, then slept 1.5 s).
+	DefaultSweepIdleMin = 1500 * time.Millisecond
+	DefaultStoreTimeout = 15 * time.Second
+	DefaultAbortTimeout = 10 * time.Second
+
+	minDefaultMargin = 100 * time.Millisecond
+	maxDefaultMargin = 10 * time.Second
+)
+
+// Backoff bounds for retried store calls and failed polls.
+const (
+	retryBackoffMin = 50 * time.Millisecond
+	retryBackoffMax = 5 * time.Second
+)
+
+// ErrConfig is wrapped by every Validate error.
+var ErrConfig = errors.New("invalid daemon configuration")
+
+// Config configures a Daemon. Zero values mean the documented defaults,
+// except ServerID, which must be set (use NewServerID).
+type Config struct {
+	// ServerID is written to processes_task.lock by Dequeue and shown in
+	// logs as FormatServerID(ServerID). Non-zero.
+	ServerID int64
+	// Workers is the number of handlers run at once (default runtime.NumCPU()).
+	Workers int
+	// PollInterval is the sleep between polls of an empty queue (default
+	// 50 ms; the reference daemon slept a fixed 1.5 s). Wake cuts it short.
+	PollInterval time.Duration
+	// SweepInterval is the longest time between two clean-ups (default 30 s).
+	SweepInterval time.Duration
+	// SweepEvery runs a clean-up after this many successful pulls (default
+	// 300, the reference's QUEUE_CLEAN_UP_COUNT).
+	SweepEvery int
+	// SweepIdleMin rate-limits the clean-up an empty queue triggers
+	// (default 1.5 s).
+	SweepIdleMin time.Duration
+	// DeadlineMargin is how long before its type's timeout a handler is
+	// cancelled, leaving time to write the outcome before another daemon's
+	// zombie sweep would take the task. Zero means, per task,
+	// min(max(timeout/10, 100 ms), 10 s).
+	DeadlineMargin time.Duration
+	// DrainTimeout bounds how long Stop waits for running handlers before it
+	// acts like Abort; 0 waits until their own deadlines.
+	DrainTimeout time.Duration
+	// StoreTimeout bounds each store call (default 15 s).
+	StoreTimeout time.Duration
+	// AbortTimeout bounds how long Abort keeps retrying the writes that
+	// re-enqueue cancelled tasks when the database does not answer (default
+	// 10 s). A task whose write gave up stays RUNNING and is re-enqueued by
+	// the zombie sweep after its timeout, as with the reference daemon.
+	AbortTimeout time.Duration
+	// Logger receives every log line; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports the first field that cannot be used, by name.
+func (c Config) Validate() error {
+	bad := func(field string, v any, why string) error {
+		return fmt.Errorf("daemon: %w: %s = %v: %s", ErrConfig, field, v, why)
+	}
+	switch {
+	case c.ServerID == 0:
+		return bad("ServerID", c.ServerID, "must be non-zero (0 marks a waiting task row)")
+	case c.Workers < 0:
+		return bad("Workers", c.Workers, "must be at least 1 (0 means the CPU count)")
+	case c.PollInterval < 0:
+		return bad("PollInterval", c.PollInterval, "must not be negative")
+	case c.SweepInterval < 0:
+		return bad("SweepInterval", c.SweepInterval, "must not be negative")
+	case c.SweepEvery < 0:
+		return bad("SweepEvery", c.SweepEvery, "must not be negative")
+	case c.SweepIdleMin < 0:
+		return bad("SweepIdleMin", c.SweepIdleMin, "must not be negative")
+	case c.DeadlineMargin < 0:
+		return bad("DeadlineMargin", c.DeadlineMargin, "must not be negative")
+	case c.DrainTimeout < 0:
+		return bad("DrainTimeout", c.DrainTimeout, "must not be negative")
+	case c.StoreTimeout < 0:
+		return bad("StoreTimeout", c.StoreTimeout, "must not be negative")
+	case c.AbortTimeout < 0:
+		return bad("AbortTimeout", c.AbortTimeout, "must not be negative")
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Workers == 0 {
+		c.Workers = max(1, runtime.NumCPU())
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = DefaultSweepInterval
+	}
+	if c.SweepEvery == 0 {
+		c.SweepEvery = DefaultSweepEvery
+	}
+	if c.SweepIdleMin == 0 {
+		c.SweepIdleMin = DefaultSweepIdleMin
+	}
+	if c.StoreTimeout == 0 {
+		c.StoreTimeout = DefaultStoreTimeout
+	}
+	if c.AbortTimeout == 0 {
+		c.AbortTimeout = DefaultAbortTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// margin returns the deadline margin for a task type's timeout.
+func (c Config) margin(timeout time.Duration) time.Duration {
+	if c.DeadlineMargin > 0 {
+		return c.DeadlineMargin
+	}
+	return min(max(timeout/10, minDefaultMargin), maxDefaultMargin)
+}
+
+// FormatServerID renders id as the reference daemon did: the 8 bytes read
+// as an unsigned integer, "0x%016X".
+func FormatServerID(id int64) string {
+	return fmt.Sprintf("0x%016X", uint64(id))
+}
+
+// NewServerID returns a random non-zero id from crypto/rand, like the
+// reference daemon's os.urandom(8).
+func NewServerID() int64 {
+	var b [8]byte
+	for {
+		// crypto/rand.Read never fails on supported platforms (it crashes
+		// the program instead), so there is no error to handle.
+		_, _ = rand.Read(b[:])
+		if id := int64(binary.LittleEndian.Uint64(b[:])); id != 0 {
+			return id
+		}
+	}
+}

@@ -1,0 +1,439 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/executor"
+)
+
+// Errors callers branch on.
+var (
+	// ErrStarted: Start was called twice.
+	ErrStarted = errors.New("daemon already started")
+	// ErrStopped: Start was called after Stop or Abort.
+	ErrStopped = errors.New("daemon stopped")
+	// ErrTaskReleased is what a handler's TaskStatus setters return once the
+	// daemon has taken the task back (deadline, shutdown, or the handler
+	// returned): the daemon's own outcome must be the last write.
+	ErrTaskReleased = errors.New("task no longer belongs to this handler")
+)
+
+// Cancellation causes of a handler's context.
+var (
+	errDeadline = fmt.Errorf("daemon: task deadline reached: %w", context.DeadlineExceeded)
+	errShutdown = fmt.Errorf("daemon: aborted at shutdown: %w", context.Canceled)
+)
+
+// Stats is a snapshot of the daemon's counters since Start.
+type Stats struct {
+	Workers int // pool size
+	Busy    int // workers running a task (from Start to its outcome)
+
+	Polls      int64 // Dequeue calls
+	Pulls      int64 // Dequeue calls that claimed at least one task
+	Claimed    int64 // tasks claimed
+	Started    int64 // tasks set RUNNING
+	Finished   int64 // tasks ended FINISHED (by the handler or the daemon)
+	Failed     int64 // tasks ended FAILED (handler error, panic, maxstart)
+	Reenqueued int64 // tasks this daemon put back on the queue (deadline or shutdown)
+	TimedOut   int64 // handlers cancelled at their deadline
+
+	Sweeps            int64 // clean-ups run
+	ZombiesReenqueued int64 // instances the sweep re-enqueued after timeout
+	ZombiesFailed     int64 // instances the sweep failed, starts used up
+	Unstuck           int64 // stale claimed task rows the sweep recovered
+	Retired           int64 // instances deleted after their retention time
+}
+
+type counters struct {
+	busy atomic.Int64
+
+	polls, pulls, claimed, started, finished, failed, reenqueued, timedOut atomic.Int64
+
+	sweeps, zombiesReenqueued, zombiesFailed, unstuck, retired atomic.Int64
+}
+
+// Daemon runs tasks from the queue on a pool of workers. Create it with New,
+// run it with Start, end it with Stop (drain) or Abort.
+type Daemon struct {
+	store djangodb.Store
+	exec  executor.Executor
+	cfg   Config
+	log   *slog.Logger
+
+	// free holds the numbers of idle workers; taking one is the right to
+	// run one task, so the loop can only claim what it can run.
+	free chan int
+	wake chan struct{}
+
+	// handlerCtx parents every handler's context; Abort cancels it.
+	handlerCtx    context.Context
+	cancelHandler context.CancelCauseFunc
+
+	mu       sync.Mutex
+	started  bool
+	stopping chan struct{} // closed by Stop or Abort: pull nothing more
+	aborting chan struct{} // closed by Abort
+	hardStop chan struct{} // closed when Abort gives up on retrying writes
+	done     chan struct{}
+
+	loopDone  chan struct{}
+	sweepDone chan struct{}
+	sweepNow  chan struct{}
+	lastSweep atomic.Int64 // unix nanoseconds
+	tasks     sync.WaitGroup
+
+	stopOnce, abortOnce, hardOnce, doneOnce sync.Once
+
+	n counters
+}
+
+// New checks cfg and returns a daemon that is not yet running.
+func New(store djangodb.Store, exec executor.Executor, cfg Config) (*Daemon, error) {
+	if store == nil {
+		return nil, fmt.Errorf("daemon: %w: nil store", ErrConfig)
+	}
+	if exec == nil {
+		return nil, fmt.Errorf("daemon: %w: nil executor", ErrConfig)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	d := &Daemon{
+		store:     store,
+		exec:      exec,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		free:      make(chan int, cfg.Workers),
+		wake:      make(chan struct{}, 1),
+		stopping:  make(chan struct{}),
+		aborting:  make(chan struct{}),
+		hardStop:  make(chan struct{}),
+		done:      make(chan struct{}),
+		loopDone:  make(chan struct{}),
+		sweepDone: make(chan struct{}),
+		sweepNow:  make(chan struct{}, 1),
+	}
+	d.handlerCtx, d.cancelHandler = context.WithCancelCause(context.Background())
+	for i := range cfg.Workers {
+		d.free <- i
+	}
+	return d, nil
+}
+
+// Start runs the loop in its own goroutines and returns at once. Cancelling
+// ctx has the effect of Abort.
+func (d *Daemon) Start(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.started {
+		return fmt.Errorf("daemon: start: %w", ErrStarted)
+	}
+	select {
+	case <-d.stopping:
+		return fmt.Errorf("daemon: start: %w", ErrStopped)
+	default:
+	}
+	d.started = true
+	d.log.Info("ATPD: task loop started", "server_id", FormatServerID(d.cfg.ServerID),
+		"workers", d.cfg.Workers, "database", d.store.Describe())
+	go d.loop()
+	go d.sweeper()
+	go func() {
+		<-d.loopDone
+		<-d.sweepDone
+		// No task goroutine is added once the loop has returned.
+		d.tasks.Wait()
+		d.cancelHandler(errShutdown)
+		d.log.Info("ATPD: task loop ended", "server_id", FormatServerID(d.cfg.ServerID))
+		d.closeDone()
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			d.log.Info("ATPD: context cancelled, aborting")
+			d.Abort()
+		case <-d.done:
+		}
+	}()
+	return nil
+}
+
+// Stop is the first phase of shutdown (SIGINT): pull nothing more, put
+// claimed but unstarted tasks back on the queue with
+// djangodb.MsgShutdownReenqueue, and wait for running handlers to finish.
+// After DrainTimeout (when set) it continues as Abort. It returns when every
+// task has its outcome written.
+func (d *Daemon) Stop() {
+	if !d.beginStop("stop: draining running tasks") {
+		return
+	}
+	if d.cfg.DrainTimeout <= 0 {
+		<-d.done
+		return
+	}
+	t := time.NewTimer(d.cfg.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-d.done:
+	case <-t.C:
+		d.log.Warn("ATPD: drain timeout reached, aborting running tasks", "drain_timeout", d.cfg.DrainTimeout)
+		d.Abort()
+	}
+}
+
+// Abort is the second phase of shutdown (SIGTERM, or a second signal): pull
+// nothing more, cancel running handlers and re-enqueue their tasks with
+// djangodb.MsgShutdownReenqueue. A shutdown is not the task's fault, so a
+// task is re-enqueued even when its starts are used up; maxstart is enforced
+// at timeouts only. Abort returns when every task has its outcome written or
+// AbortTimeout has passed with the database not answering.
+func (d *Daemon) Abort() {
+	running := d.beginStop("abort: cancelling running tasks")
+	d.abortOnce.Do(func() {
+		close(d.aborting)
+		d.cancelHandler(errShutdown)
+		go func() {
+			t := time.NewTimer(d.cfg.AbortTimeout)
+			defer t.Stop()
+			select {
+			case <-d.done:
+			case <-t.C:
+				d.log.Error("ATPD: abort timeout reached, giving up on unwritten task outcomes",
+					"abort_timeout", d.cfg.AbortTimeout)
+				d.hardOnce.Do(func() { close(d.hardStop) })
+			}
+		}()
+	})
+	if running {
+		<-d.done
+	}
+}
+
+// beginStop closes stopping and reports whether the loop was started (if
+// not, it marks the daemon done).
+func (d *Daemon) beginStop(msg string) bool {
+	d.mu.Lock()
+	started := d.started
+	d.stopOnce.Do(func() {
+		close(d.stopping)
+		if started {
+			d.log.Info("ATPD: "+msg, "server_id", FormatServerID(d.cfg.ServerID))
+		}
+	})
+	d.mu.Unlock()
+	if !started {
+		d.closeDone()
+	}
+	return started
+}
+
+func (d *Daemon) closeDone() { d.doneOnce.Do(func() { close(d.done) }) }
+
+// Done is closed when the daemon has stopped and every task it took has its
+// outcome written.
+func (d *Daemon) Done() <-chan struct{} { return d.done }
+
+// Wake cuts short the sleep after an empty poll, for example on a
+// PostgreSQL NOTIFY. It never blocks.
+func (d *Daemon) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (d *Daemon) Stats() Stats {
+	return Stats{
+		Workers:           d.cfg.Workers,
+		Busy:              int(d.n.busy.Load()),
+		Polls:             d.n.polls.Load(),
+		Pulls:             d.n.pulls.Load(),
+		Claimed:           d.n.claimed.Load(),
+		Started:           d.n.started.Load(),
+		Finished:          d.n.finished.Load(),
+		Failed:            d.n.failed.Load(),
+		Reenqueued:        d.n.reenqueued.Load(),
+		TimedOut:          d.n.timedOut.Load(),
+		Sweeps:            d.n.sweeps.Load(),
+		ZombiesReenqueued: d.n.zombiesReenqueued.Load(),
+		ZombiesFailed:     d.n.zombiesFailed.Load(),
+		Unstuck:           d.n.unstuck.Load(),
+		Retired:           d.n.retired.Load(),
+	}
+}
+
+func (d *Daemon) isStopping() bool {
+	select {
+	case <-d.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// loop claims tasks for free workers and hands each to a goroutine.
+func (d *Daemon) loop() {
+	defer close(d.loopDone)
+	pulls := 0
+	backoff := retryBackoffMin
+	for {
+		var slots []int
+		select {
+		case s := <-d.free:
+			slots = append(slots, s)
+		case <-d.stopping:
+			return
+		}
+	more:
+		for {
+			select {
+			case s := <-d.free:
+				slots = append(slots, s)
+			default:
+				break more
+			}
+		}
+		if pulls >= d.cfg.SweepEvery || time.Since(d.lastSweepTime()) >= d.cfg.SweepInterval {
+			d.triggerSweep()
+			pulls = 0
+		}
+
+		d.n.polls.Add(1)
+		ids, err := d.dequeue(len(slots))
+		switch {
+		case errors.Is(err, djangodb.ErrQueueEmpty):
+			d.release(slots)
+			backoff = retryBackoffMin
+			if time.Since(d.lastSweepTime()) >= d.cfg.SweepIdleMin {
+				d.triggerSweep()
+				pulls = 0
+			}
+			d.sleep(d.cfg.PollInterval, true)
+			continue
+		case err != nil:
+			d.release(slots)
+			d.log.Warn("ATPD: cannot pull tasks from the queue; retrying",
+				"error", err, "retry_in", backoff)
+			d.sleep(backoff, false)
+			backoff = min(2*backoff, retryBackoffMax)
+			continue
+		}
+		backoff = retryBackoffMin
+		pulls++
+		d.n.pulls.Add(1)
+		d.n.claimed.Add(int64(len(ids)))
+		d.dispatch(ids, slots)
+	}
+}
+
+// dequeue claims up to n tasks. Its context is not tied to shutdown: if a
+// claim committed, its ids must reach dispatch, which re-enqueues them when
+// stopping, rather than leave them SCHEDULED until the zombie timeout.
+func (d *Daemon) dequeue(n int) ([]int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.StoreTimeout)
+	defer cancel()
+	return d.store.Dequeue(ctx, d.cfg.ServerID, n, "")
+}
+
+// dispatch gives each claimed id a worker. The store returns at most
+// len(slots) ids, but the reference tracker could return more (every row
+// locked with this server id), so extra ids wait for workers.
+func (d *Daemon) dispatch(ids []int64, slots []int) {
+	for i, id := range ids {
+		var slot int
+		if i < len(slots) {
+			slot = slots[i]
+		} else {
+			select {
+			case slot = <-d.free:
+			case <-d.stopping:
+				for _, left := range ids[i:] {
+					d.shutdownUnstarted(left)
+				}
+				return
+			}
+		}
+		d.tasks.Add(1)
+		go d.runTask(slot, id)
+	}
+	if len(ids) < len(slots) {
+		d.release(slots[len(ids):])
+	}
+}
+
+func (d *Daemon) release(slots []int) {
+	for _, s := range slots {
+		d.free <- s
+	}
+}
+
+// sleep waits for dur, for Stop or Abort, or (when wakeable) for Wake.
+func (d *Daemon) sleep(dur time.Duration, wakeable bool) {
+	t := time.NewTimer(dur)
+	defer t.Stop()
+	var wake chan struct{}
+	if wakeable {
+		wake = d.wake
+	}
+	select {
+	case <-t.C:
+	case <-wake:
+	case <-d.stopping:
+	}
+}
+
+// shutdownUnstarted puts a claimed (SCHEDULED) task that no worker started
+// back on the queue, as the reference daemon did on termination.
+func (d *Daemon) shutdownUnstarted(id int64) {
+	ref := djangodb.InstanceRef{ID: id}
+	err := d.persist("re-enqueue unstarted task", ref, func(ctx context.Context) error {
+		return d.store.Reenqueue(ctx, id, djangodb.MsgShutdownReenqueue)
+	})
+	switch {
+	case errors.Is(err, djangodb.ErrNotFound):
+		d.log.Warn("ATPD: claimed task was deleted before it started", "instance_id", id)
+	case err != nil:
+		d.log.Error("ATPD: claimed task left SCHEDULED; the zombie sweep will re-enqueue it after its timeout",
+			"instance_id", id, "error", err)
+	default:
+		d.n.reenqueued.Add(1)
+		d.log.Info("ATPD: re-enqueued claimed task at shutdown", "instance_id", id)
+	}
+}
+
+// persist runs a store write until it commits, the instance is gone
+// (ErrNotFound, returned as is), or Abort gives up on the database. Each
+// attempt has its own timeout and none is tied to shutdown, because this is
+// how a task's outcome reaches the database.
+func (d *Daemon) persist(what string, ref djangodb.InstanceRef, write func(ctx context.Context) error) error {
+	backoff := retryBackoffMin
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.StoreTimeout)
+		err := write(ctx)
+		cancel()
+		if err == nil || errors.Is(err, djangodb.ErrNotFound) {
+			return err
+		}
+		d.log.Warn("ATPD: store write failed; retrying", "operation", what,
+			"type", ref.Type, "identifier", ref.Identifier, "instance_id", ref.ID,
+			"attempt", attempt, "retry_in", backoff, "error", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-d.hardStop:
+			t.Stop()
+			return fmt.Errorf("daemon: %s of instance %d: gave up after %d attempts at shutdown: %w", what, ref.ID, attempt, err)
+		}
+		backoff = min(2*backoff, retryBackoffMax)
+	}
+}
