@@ -168,7 +168,7 @@ func (s *sqliteStore) readTime(v sql.NullString) time.Time {
 	return t
 }
 
-func isUniqueViolation(err error) bool {
+func sqliteUniqueViolation(err error) bool {
 	var se *sqlite.Error
 	if !errors.As(err, &se) {
 		return false
@@ -179,9 +179,9 @@ func isUniqueViolation(err error) bool {
 
 // ---- Types ----
 
-const typeColumns = `id, identifier, handler, maxstart, timeout, timeret`
+const sqliteTypeColumns = `id, identifier, handler, maxstart, timeout, timeret`
 
-func scanType(row interface{ Scan(...any) error }) (TaskType, error) {
+func sqliteScanType(row interface{ Scan(...any) error }) (TaskType, error) {
 	var t TaskType
 	err := row.Scan(&t.ID, &t.Identifier, &t.Handler, &t.MaxStart, &t.Timeout, &t.TimeRet)
 	return t, err
@@ -203,7 +203,7 @@ func (s *sqliteStore) RegisterType(ctx context.Context, spec TypeSpec) (TaskType
 				return err
 			}
 		}
-		t, err = scanType(tx.QueryRowContext(ctx, `SELECT `+typeColumns+` FROM processes_type WHERE identifier = ?`, t.Identifier))
+		t, err = sqliteScanType(tx.QueryRowContext(ctx, `SELECT `+sqliteTypeColumns+` FROM processes_type WHERE identifier = ?`, t.Identifier))
 		return err
 	})
 	return t, err
@@ -218,7 +218,7 @@ func (s *sqliteStore) UnregisterType(ctx context.Context, identifier string, for
 		} else if err != nil {
 			return err
 		}
-		ids, err := queryIDs(ctx, tx, `SELECT id FROM processes_instance WHERE type_id = ? ORDER BY id`, typeID)
+		ids, err := sqliteQueryIDs(ctx, tx, `SELECT id FROM processes_instance WHERE type_id = ? ORDER BY id`, typeID)
 		if err != nil {
 			return err
 		}
@@ -226,7 +226,7 @@ func (s *sqliteStore) UnregisterType(ctx context.Context, identifier string, for
 			return fmt.Errorf("%d instances: %w", len(ids), ErrProtected)
 		}
 		for _, id := range ids {
-			if err := deleteInstanceTx(ctx, tx, id); err != nil {
+			if err := sqliteDeleteInstance(ctx, tx, id); err != nil {
 				return err
 			}
 		}
@@ -239,7 +239,7 @@ func (s *sqliteStore) Type(ctx context.Context, identifier string) (TaskType, er
 	var t TaskType
 	err := s.read(ctx, "type "+strconv.Quote(identifier), func(ctx context.Context, db *sql.DB) error {
 		var err error
-		t, err = scanType(db.QueryRowContext(ctx, `SELECT `+typeColumns+` FROM processes_type WHERE identifier = ?`, identifier))
+		t, err = sqliteScanType(db.QueryRowContext(ctx, `SELECT `+sqliteTypeColumns+` FROM processes_type WHERE identifier = ?`, identifier))
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -251,13 +251,13 @@ func (s *sqliteStore) Type(ctx context.Context, identifier string) (TaskType, er
 func (s *sqliteStore) Types(ctx context.Context) ([]TaskType, error) {
 	var out []TaskType
 	err := s.read(ctx, "list types", func(ctx context.Context, db *sql.DB) error {
-		rows, err := db.QueryContext(ctx, `SELECT `+typeColumns+` FROM processes_type ORDER BY id`)
+		rows, err := db.QueryContext(ctx, `SELECT `+sqliteTypeColumns+` FROM processes_type ORDER BY id`)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			t, err := scanType(rows)
+			t, err := sqliteScanType(rows)
 			if err != nil {
 				return err
 			}
@@ -290,7 +290,7 @@ func (s *sqliteStore) Enqueue(ctx context.Context, typ, identifier, input, messa
 		now := s.tf.format(processClock.now())
 		res, err := tx.ExecContext(ctx, `INSERT INTO processes_instance (identifier, "timeInsert", "timeUpdate", status, type_id) VALUES (?, ?, ?, ?, ?)`,
 			identifier, now, now, Accepted, typeID)
-		if isUniqueViolation(err) {
+		if sqliteUniqueViolation(err) {
 			return ErrExists
 		} else if err != nil {
 			return err
@@ -425,7 +425,7 @@ func (s *sqliteStore) insertTask(ctx context.Context, tx *sql.Tx, id int64) erro
 
 // countStarts counts RUNNING records that follow a SCHEDULED one: each
 // start by a daemon, but not a resume from PAUSED.
-func countStarts(ctx context.Context, q interface {
+func sqliteCountStarts(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, id int64) (int, error) {
 	var n int
@@ -459,7 +459,7 @@ func (s *sqliteStore) Start(ctx context.Context, id int64, message string) (Star
 		if st.StartedAt, err = s.setStatusAt(ctx, tx, id, Running, message); err != nil {
 			return err
 		}
-		st.Starts, err = countStarts(ctx, tx, id)
+		st.Starts, err = sqliteCountStarts(ctx, tx, id)
 		return err
 	})
 	if err != nil {
@@ -500,7 +500,7 @@ func (s *sqliteStore) FinishIfNotFinished(ctx context.Context, id int64, message
 func (s *sqliteStore) SetResponse(ctx context.Context, id int64, data []byte, mimeType string) error {
 	text := EncodeResponse(data)
 	return s.write(ctx, fmt.Sprintf("set response of instance %d", id), func(ctx context.Context, tx *sql.Tx) error {
-		if err := instanceExists(ctx, tx, id); err != nil {
+		if err := sqliteInstanceExists(ctx, tx, id); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE processes_response SET response = ?, "mimeType" = ? WHERE instance_id = ?`, text, mimeType, id)
@@ -515,7 +515,7 @@ func (s *sqliteStore) SetResponse(ctx context.Context, id int64, data []byte, mi
 	})
 }
 
-func instanceExists(ctx context.Context, tx *sql.Tx, id int64) error {
+func sqliteInstanceExists(ctx context.Context, tx *sql.Tx, id int64) error {
 	var one int
 	err := tx.QueryRowContext(ctx, `SELECT 1 FROM processes_instance WHERE id = ?`, id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -535,7 +535,7 @@ func (s *sqliteStore) Reenqueue(ctx context.Context, id int64, message string) e
 
 // ---- Reads ----
 
-const instanceSelect = `SELECT i.id, i.type_id, t.identifier, i.identifier, i.status,
+const sqliteInstanceSelect = `SELECT i.id, i.type_id, t.identifier, i.identifier, i.status,
 	CAST(i."timeInsert" AS TEXT), CAST(i."timeUpdate" AS TEXT)
 	FROM processes_instance i JOIN processes_type t ON t.id = i.type_id `
 
@@ -553,7 +553,7 @@ func (s *sqliteStore) Instance(ctx context.Context, id int64) (Instance, error) 
 	var in Instance
 	err := s.read(ctx, fmt.Sprintf("instance %d", id), func(ctx context.Context, db *sql.DB) error {
 		var err error
-		in, err = s.scanInstance(db.QueryRowContext(ctx, instanceSelect+`WHERE i.id = ?`, id))
+		in, err = s.scanInstance(db.QueryRowContext(ctx, sqliteInstanceSelect+`WHERE i.id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -566,7 +566,7 @@ func (s *sqliteStore) InstanceByIdentifier(ctx context.Context, typ, identifier 
 	var in Instance
 	err := s.read(ctx, "instance "+typ+"::"+identifier, func(ctx context.Context, db *sql.DB) error {
 		var err error
-		in, err = s.scanInstance(db.QueryRowContext(ctx, instanceSelect+`WHERE t.identifier = ? AND i.identifier = ?`, typ, identifier))
+		in, err = s.scanInstance(db.QueryRowContext(ctx, sqliteInstanceSelect+`WHERE t.identifier = ? AND i.identifier = ?`, typ, identifier))
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -576,7 +576,7 @@ func (s *sqliteStore) InstanceByIdentifier(ctx context.Context, typ, identifier 
 }
 
 func (s *sqliteStore) Instances(ctx context.Context, f InstanceFilter) ([]Instance, error) {
-	q := instanceSelect + `WHERE 1 = 1`
+	q := sqliteInstanceSelect + `WHERE 1 = 1`
 	var args []any
 	if f.Type != "" {
 		q += ` AND t.identifier = ?`
@@ -674,7 +674,7 @@ func (s *sqliteStore) Input(ctx context.Context, id int64) (string, error) {
 
 // ---- Clean-up ----
 
-func queryIDs(ctx context.Context, q interface {
+func sqliteQueryIDs(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }, query string, args ...any) ([]int64, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
@@ -693,7 +693,7 @@ func queryIDs(ctx context.Context, q interface {
 	return ids, rows.Err()
 }
 
-func instanceRef(ctx context.Context, tx *sql.Tx, id int64) (InstanceRef, error) {
+func sqliteInstanceRef(ctx context.Context, tx *sql.Tx, id int64) (InstanceRef, error) {
 	r := InstanceRef{ID: id}
 	err := tx.QueryRowContext(ctx, `SELECT i.identifier, t.identifier FROM processes_instance i
 		JOIN processes_type t ON t.id = i.type_id WHERE i.id = ?`, id).Scan(&r.Identifier, &r.Type)
@@ -709,7 +709,7 @@ func (s *sqliteStore) cutoff(now time.Time, d time.Duration) string {
 	return s.tf.format(now.Add(-d))
 }
 
-var errSkip = errors.New("condition no longer holds")
+var errSQLiteSkip = errors.New("condition no longer holds")
 
 func (s *sqliteStore) SweepZombies(ctx context.Context, message string) (SweepResult, error) {
 	var res SweepResult
@@ -726,7 +726,7 @@ func (s *sqliteStore) SweepZombies(ctx context.Context, message string) (SweepRe
 		var ids []int64
 		err := s.read(ctx, "list zombies of type "+strconv.Quote(typ.Identifier), func(ctx context.Context, db *sql.DB) error {
 			var err error
-			ids, err = queryIDs(ctx, db, `SELECT id FROM processes_instance
+			ids, err = sqliteQueryIDs(ctx, db, `SELECT id FROM processes_instance
 				WHERE type_id = ? AND status IN (?, ?, ?) AND "timeUpdate" < ? ORDER BY id`,
 				typ.ID, Scheduled, Running, Paused, cut)
 			return err
@@ -743,14 +743,14 @@ func (s *sqliteStore) SweepZombies(ctx context.Context, message string) (SweepRe
 					WHERE i.id = ? AND i.status IN (?, ?, ?) AND i."timeUpdate" < ?`,
 					id, Scheduled, Running, Paused, cut).Scan(&maxStart)
 				if errors.Is(err, sql.ErrNoRows) {
-					return errSkip
+					return errSQLiteSkip
 				} else if err != nil {
 					return err
 				}
-				if ref, err = instanceRef(ctx, tx, id); err != nil {
+				if ref, err = sqliteInstanceRef(ctx, tx, id); err != nil {
 					return err
 				}
-				starts, err := countStarts(ctx, tx, id)
+				starts, err := sqliteCountStarts(ctx, tx, id)
 				if err != nil {
 					return err
 				}
@@ -764,7 +764,7 @@ func (s *sqliteStore) SweepZombies(ctx context.Context, message string) (SweepRe
 				return s.insertTask(ctx, tx, id)
 			})
 			switch {
-			case errors.Is(err, errSkip):
+			case errors.Is(err, errSQLiteSkip):
 			case err != nil:
 				return res, err
 			case failed:
@@ -779,7 +779,7 @@ func (s *sqliteStore) SweepZombies(ctx context.Context, message string) (SweepRe
 	var tasks []int64
 	err = s.read(ctx, "list stuck task rows", func(ctx context.Context, db *sql.DB) error {
 		var err error
-		tasks, err = queryIDs(ctx, db, `SELECT id FROM processes_task WHERE "lock" <> 0 AND "time" < ? ORDER BY id`, cut)
+		tasks, err = sqliteQueryIDs(ctx, db, `SELECT id FROM processes_task WHERE "lock" <> 0 AND "time" < ? ORDER BY id`, cut)
 		return err
 	})
 	if err != nil {
@@ -792,11 +792,11 @@ func (s *sqliteStore) SweepZombies(ctx context.Context, message string) (SweepRe
 			err := tx.QueryRowContext(ctx, `DELETE FROM processes_task WHERE id = ? AND "lock" <> 0 AND "time" < ? RETURNING instance_id`,
 				taskID, cut).Scan(&instID)
 			if errors.Is(err, sql.ErrNoRows) {
-				return errSkip
+				return errSQLiteSkip
 			} else if err != nil {
 				return err
 			}
-			ref, err = instanceRef(ctx, tx, instID)
+			ref, err = sqliteInstanceRef(ctx, tx, instID)
 			if errors.Is(err, ErrNotFound) {
 				// The row named no instance; deleting it was all there was to do.
 				return nil
@@ -814,7 +814,7 @@ func (s *sqliteStore) SweepZombies(ctx context.Context, message string) (SweepRe
 			return s.insertTask(ctx, tx, instID)
 		})
 		switch {
-		case errors.Is(err, errSkip):
+		case errors.Is(err, errSQLiteSkip):
 		case err != nil:
 			return res, err
 		case ref.Type != "":
@@ -839,7 +839,7 @@ func (s *sqliteStore) DeleteRetired(ctx context.Context) ([]InstanceRef, error) 
 		var ids []int64
 		err := s.read(ctx, "list retired instances of type "+strconv.Quote(typ.Identifier), func(ctx context.Context, db *sql.DB) error {
 			var err error
-			ids, err = queryIDs(ctx, db, `SELECT id FROM processes_instance
+			ids, err = sqliteQueryIDs(ctx, db, `SELECT id FROM processes_instance
 				WHERE type_id = ? AND status IN (?, ?) AND "timeUpdate" < ? ORDER BY id`, typ.ID, Finished, Failed, cut)
 			return err
 		})
@@ -853,17 +853,17 @@ func (s *sqliteStore) DeleteRetired(ctx context.Context) ([]InstanceRef, error) 
 				err := tx.QueryRowContext(ctx, `SELECT 1 FROM processes_instance WHERE id = ? AND status IN (?, ?) AND "timeUpdate" < ?`,
 					id, Finished, Failed, cut).Scan(&one)
 				if errors.Is(err, sql.ErrNoRows) {
-					return errSkip
+					return errSQLiteSkip
 				} else if err != nil {
 					return err
 				}
-				if ref, err = instanceRef(ctx, tx, id); err != nil {
+				if ref, err = sqliteInstanceRef(ctx, tx, id); err != nil {
 					return err
 				}
-				return deleteInstanceTx(ctx, tx, id)
+				return sqliteDeleteInstance(ctx, tx, id)
 			})
 			switch {
-			case errors.Is(err, errSkip):
+			case errors.Is(err, errSQLiteSkip):
 			case err != nil:
 				return out, err
 			default:
@@ -876,13 +876,13 @@ func (s *sqliteStore) DeleteRetired(ctx context.Context) ([]InstanceRef, error) 
 
 func (s *sqliteStore) Delete(ctx context.Context, id int64) error {
 	return s.write(ctx, fmt.Sprintf("delete instance %d", id), func(ctx context.Context, tx *sql.Tx) error {
-		return deleteInstanceTx(ctx, tx, id)
+		return sqliteDeleteInstance(ctx, tx, id)
 	})
 }
 
 // deleteInstanceTx is Django's Python-side cascade: the schema's foreign keys
 // have no ON DELETE, so the dependent rows go first.
-func deleteInstanceTx(ctx context.Context, tx *sql.Tx, id int64) error {
+func sqliteDeleteInstance(ctx context.Context, tx *sql.Tx, id int64) error {
 	for _, q := range []string{
 		`DELETE FROM processes_task WHERE instance_id = ?`,
 		`DELETE FROM processes_logrecord WHERE instance_id = ?`,

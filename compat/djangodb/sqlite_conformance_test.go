@@ -13,7 +13,7 @@ import (
 )
 
 // djangoZone is where Django's naive SQLite text lives under c.
-func djangoZone(c testdb.Config) *time.Location {
+func sqliteDjangoZone(c testdb.Config) *time.Location {
 	if c.UseTZ {
 		return time.UTC
 	}
@@ -29,7 +29,7 @@ var sqliteHarness = storetest.Harness{
 	New: func(t testing.TB, c testdb.Config) (djangodb.Store, string) {
 		t.Helper()
 		dsn := testdb.SQLite(t, c)
-		return openStore(t, djangodb.SQLitePath(dsn), testdb.Options(c)), dsn
+		return openSQLiteStore(t, djangodb.SQLitePath(dsn), testdb.Options(c)), dsn
 	},
 	DB: func(t testing.TB, dsn string) *sql.DB {
 		t.Helper()
@@ -44,7 +44,7 @@ var sqliteHarness = storetest.Harness{
 	// Django binds str(naive datetime): six fraction digits, none at all
 	// when the microseconds are zero.
 	EncodeTime: func(c testdb.Config, at time.Time) any {
-		at = at.In(djangoZone(c))
+		at = at.In(sqliteDjangoZone(c))
 		s := at.Format("2006-01-02 15:04:05")
 		if us := at.Nanosecond() / 1000; us != 0 {
 			s += fmt.Sprintf(".%06d", us)
@@ -54,7 +54,7 @@ var sqliteHarness = storetest.Harness{
 	// modernc parses datetime columns itself, as UTC wall-clock time; the
 	// wall clock is Django's, in the zone USE_TZ selects.
 	DecodeTime: func(c testdb.Config, v any) (time.Time, error) {
-		loc := djangoZone(c)
+		loc := sqliteDjangoZone(c)
 		switch v := v.(type) {
 		case time.Time:
 			return time.Date(v.Year(), v.Month(), v.Day(), v.Hour(), v.Minute(), v.Second(), v.Nanosecond(), loc), nil

@@ -20,22 +20,22 @@ import (
 )
 
 var (
-	utcConfig    = testdb.Config{UseTZ: true, TimeZone: "UTC"}
-	viennaConfig = testdb.Config{UseTZ: false, TimeZone: "Europe/Vienna"}
+	sqliteUTC    = testdb.Config{UseTZ: true, TimeZone: "UTC"}
+	sqliteVienna = testdb.Config{UseTZ: false, TimeZone: "Europe/Vienna"}
 	// sqliteConfigs are the two ways Django stores SQLite timestamps: naive
 	// UTC, and naive local time of a zone with DST and a non-zero offset.
-	sqliteConfigs = []testdb.Config{utcConfig, viennaConfig}
+	sqliteConfigs = []testdb.Config{sqliteUTC, sqliteVienna}
 )
 
-func configName(c testdb.Config) string {
+func sqliteConfigName(c testdb.Config) string {
 	return fmt.Sprintf("usetz=%t/%s", c.UseTZ, strings.ReplaceAll(c.TimeZone, "/", "_"))
 }
 
 // djangoPattern is the only form Django writes into SQLite datetime columns.
-var djangoPattern = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?$`)
+var sqliteDjangoPattern = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?$`)
 
 // openStore opens a store on the SQLite file at path with c's settings.
-func openStore(t testing.TB, path string, opts djangodb.Options) djangodb.Store {
+func openSQLiteStore(t testing.TB, path string, opts djangodb.Options) djangodb.Store {
 	t.Helper()
 	s, err := djangodb.OpenSQLite(context.Background(), path, opts)
 	if err != nil {
@@ -50,15 +50,15 @@ func openStore(t testing.TB, path string, opts djangodb.Options) djangodb.Store 
 }
 
 // djangoStore returns a store on a fresh Django-migrated file and the path.
-func djangoStore(t testing.TB, c testdb.Config) (djangodb.Store, string) {
+func sqliteDjangoStore(t testing.TB, c testdb.Config) (djangodb.Store, string) {
 	t.Helper()
 	path := djangodb.SQLitePath(testdb.SQLite(t, c))
-	return openStore(t, path, testdb.Options(c)), path
+	return openSQLiteStore(t, path, testdb.Options(c)), path
 }
 
 // rawDB opens the file without the store, as another process would; foreign
 // keys are off, as in a bare sqlite3 shell.
-func rawDB(t testing.TB, path string) *sql.DB {
+func sqliteRaw(t testing.TB, path string) *sql.DB {
 	t.Helper()
 	u := url.URL{Path: path}
 	db, err := sql.Open("sqlite", "file:"+u.EscapedPath()+"?_pragma=busy_timeout(5000)")
@@ -69,14 +69,14 @@ func rawDB(t testing.TB, path string) *sql.DB {
 	return db
 }
 
-func exec1(t testing.TB, db *sql.DB, q string, args ...any) {
+func sqliteExec(t testing.TB, db *sql.DB, q string, args ...any) {
 	t.Helper()
 	if _, err := db.Exec(q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
 }
 
-func queryInt(t testing.TB, db *sql.DB, q string, args ...any) int64 {
+func sqliteInt(t testing.TB, db *sql.DB, q string, args ...any) int64 {
 	t.Helper()
 	var n int64
 	if err := db.QueryRow(q, args...).Scan(&n); err != nil {
@@ -85,7 +85,7 @@ func queryInt(t testing.TB, db *sql.DB, q string, args ...any) int64 {
 	return n
 }
 
-func queryText(t testing.TB, db *sql.DB, q string, args ...any) string {
+func sqliteText(t testing.TB, db *sql.DB, q string, args ...any) string {
 	t.Helper()
 	var s string
 	if err := db.QueryRow(q, args...).Scan(&s); err != nil {
@@ -96,7 +96,7 @@ func queryText(t testing.TB, db *sql.DB, q string, args ...any) string {
 
 // djangoText renders at as Django stores it under c, truncated to the second
 // so that the fraction-less form is exercised too.
-func djangoText(t testing.TB, c testdb.Config, at time.Time) string {
+func sqliteDjangoText(t testing.TB, c testdb.Config, at time.Time) string {
 	t.Helper()
 	loc := time.UTC
 	if !c.UseTZ {
@@ -105,7 +105,7 @@ func djangoText(t testing.TB, c testdb.Config, at time.Time) string {
 	return at.In(loc).Format("2006-01-02 15:04:05")
 }
 
-func register(t testing.TB, s djangodb.Store, spec djangodb.TypeSpec) djangodb.TaskType {
+func sqliteRegister(t testing.TB, s djangodb.Store, spec djangodb.TypeSpec) djangodb.TaskType {
 	t.Helper()
 	typ, err := s.RegisterType(context.Background(), spec)
 	if err != nil {
@@ -114,7 +114,7 @@ func register(t testing.TB, s djangodb.Store, spec djangodb.TypeSpec) djangodb.T
 	return typ
 }
 
-func enqueue(t testing.TB, s djangodb.Store, typ, id string) int64 {
+func sqliteEnqueue(t testing.TB, s djangodb.Store, typ, id string) int64 {
 	t.Helper()
 	inst, err := s.Enqueue(context.Background(), typ, id, "eJxrYKotZIhgZGBgyC5k9GYs1gMAIjgDlA==", "")
 	if err != nil {
@@ -123,7 +123,7 @@ func enqueue(t testing.TB, s djangodb.Store, typ, id string) int64 {
 	return inst
 }
 
-func statuses(t testing.TB, s djangodb.Store, id int64) []djangodb.Status {
+func sqliteStatuses(t testing.TB, s djangodb.Store, id int64) []djangodb.Status {
 	t.Helper()
 	recs, err := s.Log(context.Background(), id)
 	if err != nil {
@@ -136,21 +136,21 @@ func statuses(t testing.TB, s djangodb.Store, id int64) []djangodb.Status {
 	return out
 }
 
-type masterRow struct{ Type, Name, Table, SQL string }
+type sqliteMasterRow struct{ Type, Name, Table, SQL string }
 
 // schema lists sqlite_master in storage order, without rootpage (page
 // numbers depend on the history of the file, not on what it defines).
-func schema(t testing.TB, path string) []masterRow {
+func sqliteSchemaRows(t testing.TB, path string) []sqliteMasterRow {
 	t.Helper()
-	db := rawDB(t, path)
+	db := sqliteRaw(t, path)
 	rows, err := db.Query(`SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master ORDER BY rowid`)
 	if err != nil {
 		t.Fatalf("read sqlite_master of %s: %v", path, err)
 	}
 	defer rows.Close()
-	var out []masterRow
+	var out []sqliteMasterRow
 	for rows.Next() {
-		var r masterRow
+		var r sqliteMasterRow
 		if err := rows.Scan(&r.Type, &r.Name, &r.Table, &r.SQL); err != nil {
 			t.Fatalf("read sqlite_master of %s: %v", path, err)
 		}
@@ -162,7 +162,7 @@ func schema(t testing.TB, path string) []masterRow {
 	return out
 }
 
-func manage(t testing.TB, path string, c testdb.Config, args ...string) string {
+func sqliteManage(t testing.TB, path string, c testdb.Config, args ...string) string {
 	t.Helper()
 	py := testdb.Python(t)
 	cmd := exec.Command(py, append([]string{"manage.py"}, args...)...)
@@ -178,22 +178,22 @@ func manage(t testing.TB, path string, c testdb.Config, args ...string) string {
 func TestSQLiteMigrate(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range sqliteConfigs {
-		t.Run(configName(c), func(t *testing.T) {
+		t.Run(sqliteConfigName(c), func(t *testing.T) {
 			djangoPath := djangodb.SQLitePath(testdb.SQLite(t, c))
-			want := schema(t, djangoPath)
+			want := sqliteSchemaRows(t, djangoPath)
 
 			path := filepath.Join(t.TempDir(), "fresh.sqlite3")
-			s := openStore(t, path, testdb.Options(c))
+			s := openSQLiteStore(t, path, testdb.Options(c))
 			created, err := s.Migrate(ctx)
 			if err != nil || !created {
 				t.Fatalf("Migrate on an empty file = %v, %v; want true, nil", created, err)
 			}
-			if got := schema(t, path); !slices.Equal(got, want) {
+			if got := sqliteSchemaRows(t, path); !slices.Equal(got, want) {
 				t.Fatalf("sqlite_master differs from Django's:\n got %q\nwant %q", got, want)
 			}
-			raw := rawDB(t, path)
-			applied := queryText(t, raw, `SELECT CAST(applied AS TEXT) FROM django_migrations WHERE app = 'processes' AND name = '0001_initial'`)
-			if !djangoPattern.MatchString(applied) {
+			raw := sqliteRaw(t, path)
+			applied := sqliteText(t, raw, `SELECT CAST(applied AS TEXT) FROM django_migrations WHERE app = 'processes' AND name = '0001_initial'`)
+			if !sqliteDjangoPattern.MatchString(applied) {
 				t.Errorf("django_migrations.applied = %q, not Django's form", applied)
 			}
 
@@ -201,29 +201,29 @@ func TestSQLiteMigrate(t *testing.T) {
 			if err != nil || created {
 				t.Fatalf("second Migrate = %v, %v; want false, nil", created, err)
 			}
-			out := manage(t, path, c, "migrate", "--no-input")
+			out := sqliteManage(t, path, c, "migrate", "--no-input")
 			if !strings.Contains(out, "No migrations to apply.") {
 				t.Errorf("Django migrate after atpd's found work:\n%s", out)
 			}
-			if got := schema(t, path); !slices.Equal(got, want) {
+			if got := sqliteSchemaRows(t, path); !slices.Equal(got, want) {
 				t.Errorf("Django migrate changed the schema:\n got %q\nwant %q", got, want)
 			}
-			out = manage(t, path, c, "makemigrations", "--check", "--dry-run", "processes")
+			out = sqliteManage(t, path, c, "makemigrations", "--check", "--dry-run", "processes")
 			if !strings.Contains(out, "No changes detected") {
 				t.Errorf("makemigrations sees model changes:\n%s", out)
 			}
 
 			// A Django-migrated file is left exactly as it is.
-			migrations := queryInt(t, rawDB(t, djangoPath), `SELECT count(*) FROM django_migrations`)
-			ds := openStore(t, djangoPath, testdb.Options(c))
+			migrations := sqliteInt(t, sqliteRaw(t, djangoPath), `SELECT count(*) FROM django_migrations`)
+			ds := openSQLiteStore(t, djangoPath, testdb.Options(c))
 			created, err = ds.Migrate(ctx)
 			if err != nil || created {
 				t.Fatalf("Migrate on a Django-migrated file = %v, %v; want false, nil", created, err)
 			}
-			if got := schema(t, djangoPath); !slices.Equal(got, want) {
+			if got := sqliteSchemaRows(t, djangoPath); !slices.Equal(got, want) {
 				t.Errorf("Migrate changed a Django-migrated file:\n got %q\nwant %q", got, want)
 			}
-			if n := queryInt(t, rawDB(t, djangoPath), `SELECT count(*) FROM django_migrations`); n != migrations {
+			if n := sqliteInt(t, sqliteRaw(t, djangoPath), `SELECT count(*) FROM django_migrations`); n != migrations {
 				t.Errorf("django_migrations has %d rows after Migrate, want %d", n, migrations)
 			}
 		})
@@ -235,10 +235,10 @@ func TestSQLiteMigrate(t *testing.T) {
 func TestSQLiteMigrateBesideOtherApps(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "other.sqlite3")
-	raw := rawDB(t, path)
-	exec1(t, raw, `CREATE TABLE "django_migrations" ("id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, "app" varchar(255) NOT NULL, "name" varchar(255) NOT NULL, "applied" datetime NOT NULL)`)
-	exec1(t, raw, `INSERT INTO django_migrations (app, name, applied) VALUES ('contenttypes', '0001_initial', '2020-01-01 00:00:00')`)
-	s := openStore(t, path, testdb.Options(utcConfig))
+	raw := sqliteRaw(t, path)
+	sqliteExec(t, raw, `CREATE TABLE "django_migrations" ("id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, "app" varchar(255) NOT NULL, "name" varchar(255) NOT NULL, "applied" datetime NOT NULL)`)
+	sqliteExec(t, raw, `INSERT INTO django_migrations (app, name, applied) VALUES ('contenttypes', '0001_initial', '2020-01-01 00:00:00')`)
+	s := openSQLiteStore(t, path, testdb.Options(sqliteUTC))
 	created, err := s.Migrate(ctx)
 	if err != nil || !created {
 		t.Fatalf("Migrate = %v, %v; want true, nil", created, err)
@@ -270,15 +270,15 @@ func TestSQLiteMigrateBesideOtherApps(t *testing.T) {
 func TestSQLiteTimestampForm(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range sqliteConfigs {
-		t.Run(configName(c), func(t *testing.T) {
-			s, path := djangoStore(t, c)
+		t.Run(sqliteConfigName(c), func(t *testing.T) {
+			s, path := sqliteDjangoStore(t, c)
 			loc := time.UTC
 			if !c.UseTZ {
 				loc = testdb.Options(c).TimeZone
 			}
 			before := time.Now().Truncate(time.Microsecond)
-			register(t, s, djangodb.TypeSpec{Identifier: "SequenceSum", Handler: "tools.atp_demo.handler", Timeout: 60, TimeRet: 600, MaxRestart: 2})
-			id := enqueue(t, s, "SequenceSum", "ok")
+			sqliteRegister(t, s, djangodb.TypeSpec{Identifier: "SequenceSum", Handler: "tools.atp_demo.handler", Timeout: 60, TimeRet: 600, MaxRestart: 2})
+			id := sqliteEnqueue(t, s, "SequenceSum", "ok")
 			if _, err := s.Dequeue(ctx, 0x1234, 1, ""); err != nil {
 				t.Fatalf("dequeue: %v", err)
 			}
@@ -296,7 +296,7 @@ func TestSQLiteTimestampForm(t *testing.T) {
 			}
 			after := time.Now()
 
-			raw := rawDB(t, path)
+			raw := sqliteRaw(t, path)
 			var texts []string
 			for _, q := range []string{
 				`SELECT CAST("timeInsert" AS TEXT) FROM processes_instance`,
@@ -321,7 +321,7 @@ func TestSQLiteTimestampForm(t *testing.T) {
 				t.Fatalf("read %d timestamps, want 8: %q", len(texts), texts)
 			}
 			for _, v := range texts {
-				if !djangoPattern.MatchString(v) {
+				if !sqliteDjangoPattern.MatchString(v) {
 					t.Errorf("stored %q, not Django's naive form", v)
 					continue
 				}
@@ -337,10 +337,10 @@ func TestSQLiteTimestampForm(t *testing.T) {
 			if !slices.IsSorted(logTimes) {
 				t.Errorf("log times not increasing as text: %q", logTimes)
 			}
-			if got, want := statuses(t, s, id), []djangodb.Status{1, 2, 3, 5, 1}; !slices.Equal(got, want) {
+			if got, want := sqliteStatuses(t, s, id), []djangodb.Status{1, 2, 3, 5, 1}; !slices.Equal(got, want) {
 				t.Errorf("log statuses = %v, want %v", got, want)
 			}
-			if got, want := queryText(t, raw, `SELECT response || ' ' || "mimeType" FROM processes_response`), djangodb.EncodeResponse([]byte("15.0"))+" text/plain"; got != want {
+			if got, want := sqliteText(t, raw, `SELECT response || ' ' || "mimeType" FROM processes_response`), djangodb.EncodeResponse([]byte("15.0"))+" text/plain"; got != want {
 				t.Errorf("response row = %q, want %q", got, want)
 			}
 		})
@@ -352,9 +352,9 @@ func TestSQLiteTimestampForm(t *testing.T) {
 // instant, a corrupt one as the zero time without failing the listing.
 func TestSQLiteReadsOtherForms(t *testing.T) {
 	ctx := context.Background()
-	s, path := djangoStore(t, viennaConfig)
-	typ := register(t, s, djangodb.TypeSpec{Identifier: "T", Handler: "m.f"})
-	raw := rawDB(t, path)
+	s, path := sqliteDjangoStore(t, sqliteVienna)
+	typ := sqliteRegister(t, s, djangodb.TypeSpec{Identifier: "T", Handler: "m.f"})
+	raw := sqliteRaw(t, path)
 	tests := []struct {
 		ident, stored string
 		want          time.Time
@@ -366,7 +366,7 @@ func TestSQLiteReadsOtherForms(t *testing.T) {
 		{"garbage", "yesterday", time.Time{}},
 	}
 	for _, tt := range tests {
-		exec1(t, raw, `INSERT INTO processes_instance (identifier, "timeInsert", "timeUpdate", status, type_id) VALUES (?, ?, ?, 5, ?)`,
+		sqliteExec(t, raw, `INSERT INTO processes_instance (identifier, "timeInsert", "timeUpdate", status, type_id) VALUES (?, ?, ?, 5, ?)`,
 			tt.ident, tt.stored, tt.stored, typ.ID)
 	}
 	list, err := s.Instances(ctx, djangodb.InstanceFilter{Type: "T"})
@@ -393,16 +393,16 @@ func TestSQLiteReadsOtherForms(t *testing.T) {
 func TestSQLiteSweepComparesStoredText(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range sqliteConfigs {
-		t.Run(configName(c), func(t *testing.T) {
-			s, path := djangoStore(t, c)
-			raw := rawDB(t, path)
-			register(t, s, djangodb.TypeSpec{Identifier: "Z", Handler: "m.f", Timeout: 3600, TimeRet: 7200, MaxRestart: 2})
+		t.Run(sqliteConfigName(c), func(t *testing.T) {
+			s, path := sqliteDjangoStore(t, c)
+			raw := sqliteRaw(t, path)
+			sqliteRegister(t, s, djangodb.TypeSpec{Identifier: "Z", Handler: "m.f", Timeout: 3600, TimeRet: 7200, MaxRestart: 2})
 			now := time.Now()
 			age := func(id int64, d time.Duration) {
-				exec1(t, raw, `UPDATE processes_instance SET "timeUpdate" = ? WHERE id = ?`, djangoText(t, c, now.Add(-d)), id)
+				sqliteExec(t, raw, `UPDATE processes_instance SET "timeUpdate" = ? WHERE id = ?`, sqliteDjangoText(t, c, now.Add(-d)), id)
 			}
 			// Zombies: RUNNING just over and just under the timeout.
-			old, young := enqueue(t, s, "Z", "old"), enqueue(t, s, "Z", "young")
+			old, young := sqliteEnqueue(t, s, "Z", "old"), sqliteEnqueue(t, s, "Z", "young")
 			if _, err := s.Dequeue(ctx, 7, 2, ""); err != nil {
 				t.Fatal(err)
 			}
@@ -414,7 +414,7 @@ func TestSQLiteSweepComparesStoredText(t *testing.T) {
 			age(old, time.Hour+5*time.Second)
 			age(young, time.Hour-60*time.Second)
 			// Retirement: FINISHED just over and just under timeret.
-			gone, kept := enqueue(t, s, "Z", "gone"), enqueue(t, s, "Z", "kept")
+			gone, kept := sqliteEnqueue(t, s, "Z", "gone"), sqliteEnqueue(t, s, "Z", "kept")
 			if _, err := s.Dequeue(ctx, 7, 2, ""); err != nil {
 				t.Fatal(err)
 			}
@@ -426,9 +426,9 @@ func TestSQLiteSweepComparesStoredText(t *testing.T) {
 			age(gone, 2*time.Hour+5*time.Second)
 			age(kept, 2*time.Hour-60*time.Second)
 			// Claimed task rows: one past PullTimeout, one not.
-			stuck, pulling := enqueue(t, s, "Z", "stuck"), enqueue(t, s, "Z", "pulling")
-			exec1(t, raw, `UPDATE processes_task SET "lock" = 4660, "time" = ? WHERE instance_id = ?`, djangoText(t, c, now.Add(-djangodb.PullTimeout-5*time.Second)), stuck)
-			exec1(t, raw, `UPDATE processes_task SET "lock" = 4660, "time" = ? WHERE instance_id = ?`, djangoText(t, c, now.Add(-djangodb.PullTimeout+20*time.Second)), pulling)
+			stuck, pulling := sqliteEnqueue(t, s, "Z", "stuck"), sqliteEnqueue(t, s, "Z", "pulling")
+			sqliteExec(t, raw, `UPDATE processes_task SET "lock" = 4660, "time" = ? WHERE instance_id = ?`, sqliteDjangoText(t, c, now.Add(-djangodb.PullTimeout-5*time.Second)), stuck)
+			sqliteExec(t, raw, `UPDATE processes_task SET "lock" = 4660, "time" = ? WHERE instance_id = ?`, sqliteDjangoText(t, c, now.Add(-djangodb.PullTimeout+20*time.Second)), pulling)
 
 			res, err := s.SweepZombies(ctx, djangodb.MsgZombieReenqueued)
 			if err != nil {
@@ -440,18 +440,18 @@ func TestSQLiteSweepComparesStoredText(t *testing.T) {
 			if len(res.Unstuck) != 1 || res.Unstuck[0] != (djangodb.InstanceRef{ID: stuck, Type: "Z", Identifier: "stuck"}) {
 				t.Errorf("sweep unstuck %v, want Z::stuck (%d)", res.Unstuck, stuck)
 			}
-			if got, want := statuses(t, s, young), []djangodb.Status{1, 2, 3}; !slices.Equal(got, want) {
+			if got, want := sqliteStatuses(t, s, young), []djangodb.Status{1, 2, 3}; !slices.Equal(got, want) {
 				t.Errorf("young zombie log = %v, want %v", got, want)
 			}
 			// The unstuck instance was ACCEPTED all along: upstream's bare
 			// SCHEDULED update leaves no record, the re-enqueue one.
-			if got, want := statuses(t, s, stuck), []djangodb.Status{1, 1}; !slices.Equal(got, want) {
+			if got, want := sqliteStatuses(t, s, stuck), []djangodb.Status{1, 1}; !slices.Equal(got, want) {
 				t.Errorf("unstuck log = %v, want %v", got, want)
 			}
-			if n := queryInt(t, raw, `SELECT count(*) FROM processes_task WHERE instance_id = ? AND "lock" = 0`, stuck); n != 1 {
+			if n := sqliteInt(t, raw, `SELECT count(*) FROM processes_task WHERE instance_id = ? AND "lock" = 0`, stuck); n != 1 {
 				t.Errorf("unstuck instance has %d waiting task rows, want 1", n)
 			}
-			if n := queryInt(t, raw, `SELECT count(*) FROM processes_task WHERE instance_id = ? AND "lock" = 4660`, pulling); n != 1 {
+			if n := sqliteInt(t, raw, `SELECT count(*) FROM processes_task WHERE instance_id = ? AND "lock" = 4660`, pulling); n != 1 {
 				t.Errorf("recently claimed row was touched: %d rows left, want 1", n)
 			}
 
@@ -463,7 +463,7 @@ func TestSQLiteSweepComparesStoredText(t *testing.T) {
 				t.Errorf("retired %v, want only instance %d", retired, gone)
 			}
 			for _, tbl := range []string{"processes_task", "processes_logrecord", "processes_input", "processes_response"} {
-				if n := queryInt(t, raw, `SELECT count(*) FROM `+tbl+` WHERE instance_id = ?`, gone); n != 0 {
+				if n := sqliteInt(t, raw, `SELECT count(*) FROM `+tbl+` WHERE instance_id = ?`, gone); n != 0 {
 					t.Errorf("%s keeps %d rows of the retired instance", tbl, n)
 				}
 			}
@@ -479,12 +479,12 @@ func TestSQLiteSweepComparesStoredText(t *testing.T) {
 // (a resume from PAUSED is no start), and a zombie that used all of them fails.
 func TestSQLiteSweepMaxStart(t *testing.T) {
 	ctx := context.Background()
-	s, path := djangoStore(t, utcConfig)
-	raw := rawDB(t, path)
-	register(t, s, djangodb.TypeSpec{Identifier: "M", Handler: "m.f", Timeout: 60, MaxRestart: 1}) // maxstart 2
-	id := enqueue(t, s, "M", "m")
+	s, path := sqliteDjangoStore(t, sqliteUTC)
+	raw := sqliteRaw(t, path)
+	sqliteRegister(t, s, djangodb.TypeSpec{Identifier: "M", Handler: "m.f", Timeout: 60, MaxRestart: 1}) // maxstart 2
+	id := sqliteEnqueue(t, s, "M", "m")
 	expire := func() {
-		exec1(t, raw, `UPDATE processes_instance SET "timeUpdate" = '2020-01-01 00:00:00' WHERE id = ?`, id)
+		sqliteExec(t, raw, `UPDATE processes_instance SET "timeUpdate" = '2020-01-01 00:00:00' WHERE id = ?`, id)
 	}
 	run := func() djangodb.StartedTask {
 		t.Helper()
@@ -528,29 +528,29 @@ func TestSQLiteSweepMaxStart(t *testing.T) {
 	if want := djangodb.MaxStartsMessage(2, 2); last.Status != djangodb.Failed || last.Message != want {
 		t.Errorf("last record = %v %q, want FAILED %q", last.Status, last.Message, want)
 	}
-	if n := queryInt(t, raw, `SELECT count(*) FROM processes_task`); n != 0 {
+	if n := sqliteInt(t, raw, `SELECT count(*) FROM processes_task`); n != 0 {
 		t.Errorf("a failed zombie left %d task rows", n)
 	}
 }
 
 func TestSQLiteDequeue(t *testing.T) {
 	ctx := context.Background()
-	s, path := djangoStore(t, utcConfig)
-	raw := rawDB(t, path)
-	register(t, s, djangodb.TypeSpec{Identifier: "D", Handler: "m.f"})
+	s, path := sqliteDjangoStore(t, sqliteUTC)
+	raw := sqliteRaw(t, path)
+	sqliteRegister(t, s, djangodb.TypeSpec{Identifier: "D", Handler: "m.f"})
 	if _, err := s.Dequeue(ctx, 1, 4, ""); !errors.Is(err, djangodb.ErrQueueEmpty) {
 		t.Fatalf("dequeue of an empty queue = %v, want ErrQueueEmpty", err)
 	}
 	var ids []int64
 	for i := range 5 {
-		ids = append(ids, enqueue(t, s, "D", fmt.Sprint("d", i)))
+		ids = append(ids, sqliteEnqueue(t, s, "D", fmt.Sprint("d", i)))
 	}
 	// Another daemon is in the middle of claiming the second one.
-	exec1(t, raw, `UPDATE processes_task SET "lock" = -77 WHERE instance_id = ?`, ids[1])
+	sqliteExec(t, raw, `UPDATE processes_task SET "lock" = -77 WHERE instance_id = ?`, ids[1])
 	// A row whose instance is gone (written with foreign keys off) sits
 	// before the rest and must not block them.
-	exec1(t, raw, `INSERT INTO processes_task ("time", "lock", instance_id) VALUES ('2020-01-01 00:00:00', 0, 999999)`)
-	exec1(t, raw, `UPDATE processes_task SET id = 0 WHERE instance_id = 999999`)
+	sqliteExec(t, raw, `INSERT INTO processes_task ("time", "lock", instance_id) VALUES ('2020-01-01 00:00:00', 0, 999999)`)
+	sqliteExec(t, raw, `UPDATE processes_task SET id = 0 WHERE instance_id = 999999`)
 
 	got, err := s.Dequeue(ctx, 1, 2, "picked")
 	if err != nil || !slices.Equal(got, []int64{ids[0]}) {
@@ -576,7 +576,7 @@ func TestSQLiteDequeue(t *testing.T) {
 	if _, err := s.Dequeue(ctx, 1, 10, ""); !errors.Is(err, djangodb.ErrQueueEmpty) {
 		t.Fatalf("dequeue with only a foreign claim left = %v, want ErrQueueEmpty", err)
 	}
-	if n := queryInt(t, raw, `SELECT count(*) FROM processes_task`); n != 1 {
+	if n := sqliteInt(t, raw, `SELECT count(*) FROM processes_task`); n != 1 {
 		t.Errorf("%d task rows left, want only the foreign claim", n)
 	}
 }
@@ -584,13 +584,13 @@ func TestSQLiteDequeue(t *testing.T) {
 // TestSQLiteEnqueueIsAtomic checks that a refused enqueue leaves no row.
 func TestSQLiteEnqueueIsAtomic(t *testing.T) {
 	ctx := context.Background()
-	opts := testdb.Options(utcConfig)
+	opts := testdb.Options(sqliteUTC)
 	opts.MaxQueueSize = 2
-	path := djangodb.SQLitePath(testdb.SQLite(t, utcConfig))
-	s := openStore(t, path, opts)
-	raw := rawDB(t, path)
-	register(t, s, djangodb.TypeSpec{Identifier: "E", Handler: "m.f"})
-	enqueue(t, s, "E", "a")
+	path := djangodb.SQLitePath(testdb.SQLite(t, sqliteUTC))
+	s := openSQLiteStore(t, path, opts)
+	raw := sqliteRaw(t, path)
+	sqliteRegister(t, s, djangodb.TypeSpec{Identifier: "E", Handler: "m.f"})
+	sqliteEnqueue(t, s, "E", "a")
 	tests := []struct {
 		name, typ, ident string
 		want             error
@@ -605,12 +605,12 @@ func TestSQLiteEnqueueIsAtomic(t *testing.T) {
 			}
 		})
 	}
-	enqueue(t, s, "E", "b")
+	sqliteEnqueue(t, s, "E", "b")
 	if _, err := s.Enqueue(ctx, "E", "c", "x", ""); !errors.Is(err, djangodb.ErrQueueFull) {
 		t.Errorf("third enqueue with MaxQueueSize 2 = %v, want ErrQueueFull", err)
 	}
 	for tbl, want := range map[string]int64{"processes_instance": 2, "processes_logrecord": 2, "processes_input": 2, "processes_task": 2} {
-		if n := queryInt(t, raw, `SELECT count(*) FROM `+tbl); n != want {
+		if n := sqliteInt(t, raw, `SELECT count(*) FROM `+tbl); n != want {
 			t.Errorf("%s has %d rows, want %d", tbl, n, want)
 		}
 	}
@@ -618,10 +618,10 @@ func TestSQLiteEnqueueIsAtomic(t *testing.T) {
 
 func TestSQLiteDeleteCascades(t *testing.T) {
 	ctx := context.Background()
-	s, path := djangoStore(t, utcConfig)
-	raw := rawDB(t, path)
-	register(t, s, djangodb.TypeSpec{Identifier: "X", Handler: "m.f"})
-	a, b := enqueue(t, s, "X", "a"), enqueue(t, s, "X", "b")
+	s, path := sqliteDjangoStore(t, sqliteUTC)
+	raw := sqliteRaw(t, path)
+	sqliteRegister(t, s, djangodb.TypeSpec{Identifier: "X", Handler: "m.f"})
+	a, b := sqliteEnqueue(t, s, "X", "a"), sqliteEnqueue(t, s, "X", "b")
 	if err := s.SetResponse(ctx, a, []byte("r1"), "text/plain"); err != nil {
 		t.Fatal(err)
 	}
@@ -650,11 +650,11 @@ func TestSQLiteDeleteCascades(t *testing.T) {
 		t.Fatalf("forced unregister: %v", err)
 	}
 	for _, tbl := range []string{"processes_type", "processes_instance", "processes_task", "processes_logrecord", "processes_input", "processes_response"} {
-		if n := queryInt(t, raw, `SELECT count(*) FROM `+tbl); n != 0 {
+		if n := sqliteInt(t, raw, `SELECT count(*) FROM `+tbl); n != 0 {
 			t.Errorf("%s keeps %d rows after forced unregister (instance %d)", tbl, n, b)
 		}
 	}
-	if n := queryInt(t, raw, `SELECT count(*) FROM pragma_foreign_key_check`); n != 0 {
+	if n := sqliteInt(t, raw, `SELECT count(*) FROM pragma_foreign_key_check`); n != 0 {
 		t.Errorf("foreign key check reports %d violations", n)
 	}
 }
@@ -664,13 +664,13 @@ func TestSQLiteDeleteCascades(t *testing.T) {
 // within the busy timeout and fails cleanly, writing nothing, beyond it.
 func TestSQLiteWaitsForLocks(t *testing.T) {
 	ctx := context.Background()
-	path := djangodb.SQLitePath(testdb.SQLite(t, utcConfig))
-	opts := testdb.Options(utcConfig)
+	path := djangodb.SQLitePath(testdb.SQLite(t, sqliteUTC))
+	opts := testdb.Options(sqliteUTC)
 	opts.BusyTimeout = 300 * time.Millisecond
-	s := openStore(t, path, opts)
-	register(t, s, djangodb.TypeSpec{Identifier: "L", Handler: "m.f"})
+	s := openSQLiteStore(t, path, opts)
+	sqliteRegister(t, s, djangodb.TypeSpec{Identifier: "L", Handler: "m.f"})
 
-	raw := rawDB(t, path)
+	raw := sqliteRaw(t, path)
 	conn, err := raw.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -732,10 +732,44 @@ func TestSQLiteDescribeAndOpen(t *testing.T) {
 	if _, err := s.Migrate(ctx); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	if n := len(schema(t, path)); n == 0 {
+	if n := len(sqliteSchemaRows(t, path)); n == 0 {
 		t.Errorf("the tables were not created in %q", path)
 	}
 	if _, err := djangodb.OpenSQLite(ctx, filepath.Join(dir, "missing", "x.sqlite3"), djangodb.Options{}); err == nil {
 		t.Errorf("opening a file in a missing directory succeeded")
 	}
+}
+
+// BenchmarkSQLiteLifecycle measures whole task lifecycles through the store
+// on a Django-migrated file: enqueue, claim in batches of 8, start, store a
+// response, finish. Each operation is its own transaction, so this is
+// bounded by commits (one fsync each in rollback-journal mode).
+func BenchmarkSQLiteLifecycle(b *testing.B) {
+	ctx := context.Background()
+	s, _ := sqliteDjangoStore(b, sqliteUTC)
+	sqliteRegister(b, s, djangodb.TypeSpec{Identifier: "B", Handler: "m.f"})
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		n := min(8, b.N-i)
+		for j := 0; j < n; j++ {
+			sqliteEnqueue(b, s, "B", fmt.Sprint("b", i+j))
+		}
+		ids, err := s.Dequeue(ctx, 1, n, "")
+		if err != nil || len(ids) != n {
+			b.Fatalf("dequeue %d = %v, %v", n, ids, err)
+		}
+		for _, id := range ids {
+			if _, err := s.Start(ctx, id, ""); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.SetResponse(ctx, id, []byte("15.0"), "text/plain"); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.FinishIfNotFinished(ctx, id, ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+		i += n
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
 }
