@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -737,6 +738,13 @@ func TestSQLiteDescribeAndOpen(t *testing.T) {
 	}
 	if _, err := djangodb.OpenSQLite(ctx, filepath.Join(dir, "missing", "x.sqlite3"), djangodb.Options{}); err == nil {
 		t.Errorf("opening a file in a missing directory succeeded")
+	}
+	text := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(text, []byte("these are not the tables you are looking for, not even close to a header"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := djangodb.OpenSQLite(ctx, text, djangodb.Options{}); err == nil || !strings.Contains(err.Error(), text) {
+		t.Errorf("opening a text file = %v, want an error naming it", err)
 	}
 }
 
