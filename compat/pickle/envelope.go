@@ -1,0 +1,171 @@
+package pickle
+
+import (
+	"bytes"
+	"compress/zlib"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrBase64: the stored text is not base64.
+	ErrBase64 = errors.New("bad base64")
+	// ErrZlib: the base64 payload is not a complete zlib stream.
+	ErrZlib = errors.New("bad zlib")
+	// ErrTooLarge: the pickle is larger than DecodeOptions.MaxSize.
+	ErrTooLarge = errors.New("pickle too large")
+	// ErrPickle: the pickle itself is malformed. Every *Error matches it.
+	ErrPickle = errors.New("bad pickle")
+	// ErrTooDeep: containers nest deeper than the limit.
+	ErrTooDeep = errors.New("nested too deep")
+	// ErrUnhashable: a list, dict or set used as a dict key or set element.
+	ErrUnhashable = errors.New("unhashable type")
+	// ErrUnsupported: Encode met a Go value with no Python counterpart.
+	ErrUnsupported = errors.New("unsupported type")
+	// ErrRecursive: a value contains itself where it cannot be written
+	// (JSON; a tuple or set inside itself when encoding).
+	ErrRecursive = errors.New("recursive value")
+)
+
+// Decode decodes a stored task input, base64(zlib(pickle)), with the
+// default limits.
+func Decode(text string) (any, error) {
+	return DecodeOptions{}.Decode(text)
+}
+
+// Decode decodes a stored task input, base64(zlib(pickle)).
+//
+// Whitespace in the text is ignored (Python's b64decode ignores it too).
+// A text of the form b'...' is accepted: it is what Django stores when a
+// Python 3 producer hands the bytes from base64.b64encode to a TextField.
+func (o DecodeOptions) Decode(text string) (any, error) {
+	z, err := unbase64([]byte(text))
+	if err != nil {
+		return nil, err
+	}
+	p, err := o.inflate(z)
+	if err != nil {
+		return nil, err
+	}
+	return o.Unpickle(p)
+}
+
+// DecodeAuto decodes data that is either a stored input (base64 text) or a
+// raw pickle (or a zlib-compressed one), as `atpd decode-input` reads
+// files and pasted values.
+func DecodeAuto(data []byte) (any, error) {
+	return DecodeOptions{}.DecodeAuto(data)
+}
+
+// DecodeAuto is DecodeAuto with limits.
+func (o DecodeOptions) DecodeAuto(data []byte) (any, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("pickle: %w: empty input", ErrPickle)
+	}
+	if data[0] == opProto {
+		return o.Unpickle(data)
+	}
+	if isZlibHeader(data) {
+		p, err := o.inflate(data)
+		if err != nil {
+			return nil, err
+		}
+		return o.Unpickle(p)
+	}
+	// A protocol-0 pickle always ends with '.', which base64 never
+	// contains, so text made only of base64 characters is the stored form.
+	if t := trimText(data); len(t) > 0 && isBase64Text(t) {
+		return o.Decode(string(data))
+	}
+	return o.Unpickle(data)
+}
+
+// trimText drops surrounding whitespace and a b'...' wrapper.
+func trimText(b []byte) []byte {
+	b = bytes.TrimSpace(b)
+	if len(b) >= 3 && b[0] == 'b' && (b[1] == '\'' || b[1] == '"') && b[len(b)-1] == b[1] {
+		b = bytes.TrimSpace(b[2 : len(b)-1])
+	}
+	return b
+}
+
+func isBase64Text(b []byte) bool {
+	for _, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9',
+			c == '+', c == '/', c == '=', c == ' ', c == '\t', c == '\r', c == '\n':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isZlibHeader recognises the zlib header Python's and Go's zlib write
+// (deflate, 32 KiB window, valid check bits). Other window sizes are not
+// accepted: their first byte can be '(' (MARK), which starts many
+// protocol-0 pickles.
+func isZlibHeader(b []byte) bool {
+	return len(b) >= 2 && b[0] == 0x78 && (uint16(b[0])<<8|uint16(b[1]))%31 == 0
+}
+
+func unbase64(text []byte) ([]byte, error) {
+	t := trimText(text)
+	clean := make([]byte, 0, len(t))
+	for _, c := range t {
+		if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+			clean = append(clean, c)
+		}
+	}
+	out := make([]byte, base64.StdEncoding.DecodedLen(len(clean)))
+	n, err := base64.StdEncoding.Decode(out, clean)
+	if err != nil {
+		return nil, fmt.Errorf("pickle: %w: %w", ErrBase64, err)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("pickle: %w: empty input", ErrBase64)
+	}
+	return out[:n], nil
+}
+
+// inflate decompresses a zlib stream, stopping as soon as the output
+// passes the size limit so that a compression bomb costs at most MaxSize.
+func (o DecodeOptions) inflate(z []byte) ([]byte, error) {
+	r, err := zlib.NewReader(bytes.NewReader(z))
+	if err != nil {
+		return nil, fmt.Errorf("pickle: %w: %w", ErrZlib, err)
+	}
+	limit := o.maxSize()
+	var buf bytes.Buffer
+	// Typical inputs compress 3 to 10 times; start there, grow if needed.
+	buf.Grow(min(limit, max(512, 4*len(z))))
+	n, err := buf.ReadFrom(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, fmt.Errorf("pickle: %w: %w", ErrZlib, err)
+	}
+	if n > int64(limit) {
+		return nil, fmt.Errorf("pickle: %w: decompressed input exceeds %d bytes", ErrTooLarge, limit)
+	}
+	if err := r.Close(); err != nil {
+		return nil, fmt.Errorf("pickle: %w: %w", ErrZlib, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Encode pickles v with protocol 2 (readable by Python 2 and 3, see Pickle)
+// and returns the stored form base64(zlib(pickle)), as tracker.enqueueTask
+// writes it. zlib uses Python's default level.
+func Encode(v any) (string, error) {
+	p, err := Pickle(v)
+	if err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	w := zlib.NewWriter(&buf)
+	w.Write(p) // a bytes.Buffer does not fail
+	w.Close()
+	return base64.StdEncoding.EncodeToString(buf.Bytes()), nil
+}
