@@ -3,8 +3,8 @@ package pyhandlers
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
