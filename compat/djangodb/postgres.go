@@ -1,8 +1,875 @@
 package djangodb
 
-import "context"
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
 
-// OpenPostgres opens a PostgreSQL store (stub until implemented).
+	"github.com/lib/pq"
+)
+
+// The PostgreSQL store shares its tables with Django producers and possibly
+// the original Python daemon, all under READ COMMITTED, so:
+//
+//   - Every status change is one statement (UPDATE of the instance plus the
+//     INSERT of its log record in data-modifying CTEs), atomic on its own.
+//   - Claims use FOR UPDATE SKIP LOCKED: concurrent atpd claimers never wait
+//     for each other, and the reference daemon's `UPDATE ... WHERE lock = 0`
+//     waits for our transaction and then finds the row gone.
+//   - Where several rows are locked, task rows are locked before instance
+//     rows, the order Dequeue needs, so that the two do not deadlock.
+//   - Timestamps are instants from processClock bound as parameters, never
+//     the server's now(): log order must follow the order this process
+//     wrote in, and the columns are timestamptz so the session time zone
+//     does not change what is stored.
+
+// pgTimeout bounds each call to the database (one statement or one short
+// transaction). Nothing here should take more than milliseconds; the bound
+// is for a server that stopped answering.
+const pgTimeout = 30 * time.Second
+
+// pgRetireBatch bounds how many instances one retirement transaction deletes.
+const pgRetireBatch = 500
+
+// pgMigrateLock is the advisory lock key that serialises concurrent Migrate
+// calls ("atpd" "mig" in ASCII).
+const pgMigrateLock = 0x61747064_6d6967
+
+// pgEnqueueLock serialises atpd's enqueuers, so that the queue limit holds
+// among them ("atpd" "enq"). Python producers do not take it; their check is
+// as racy as it always was.
+const pgEnqueueLock = 0x61747064_656e71
+
+type pgStore struct {
+	db       *sql.DB
+	describe string
+	maxQueue int
+	loc      *time.Location // how times are returned: UTC, or TIME_ZONE without USE_TZ
+}
+
+// OpenPostgres connects to PostgreSQL with lib/pq. dsn is a postgres:// URL
+// or a key=value connection string. The session time zone is set as Django
+// sets it (UTC with USE_TZ, else TIME_ZONE) unless the DSN names one.
 func OpenPostgres(ctx context.Context, dsn string, opts Options) (Store, error) {
-	return nil, ErrUnsupported
+	s := &pgStore{
+		describe: "postgres " + RedactDSN(dsn),
+		maxQueue: opts.MaxQueueSize,
+		loc:      time.UTC,
+	}
+	if s.maxQueue <= 0 {
+		s.maxQueue = DefaultMaxQueueSize
+	}
+	zone := "UTC"
+	if !opts.UseTZ && opts.TimeZone != nil {
+		s.loc = opts.TimeZone
+		// time.Local has no IANA name to hand to the server; its default
+		// zone is then the best guess.
+		if name := opts.TimeZone.String(); name != "Local" && name != "" {
+			zone = name
+		} else {
+			zone = ""
+		}
+	}
+	conn, err := pgWithTimeZone(dsn, zone)
+	if err != nil {
+		return nil, fmt.Errorf("djangodb: open %s: %w", s.describe, err)
+	}
+	s.db, err = sql.Open("postgres", conn)
+	if err != nil {
+		return nil, fmt.Errorf("djangodb: open %s: %w", s.describe, err)
+	}
+	// The daemon's workers each hold a connection only for a statement;
+	// keeping some idle saves a connection setup per task.
+	s.db.SetMaxIdleConns(8)
+	s.db.SetConnMaxIdleTime(5 * time.Minute)
+	if err := s.Ping(ctx); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// pgWithTimeZone adds the timezone run-time parameter to dsn unless it has
+// one already.
+func pgWithTimeZone(dsn, zone string) (string, error) {
+	if zone == "" {
+		return dsn, nil
+	}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "", fmt.Errorf("parse URL: %w", err)
+		}
+		q := u.Query()
+		for k := range q {
+			if strings.EqualFold(k, "timezone") {
+				return dsn, nil
+			}
+		}
+		q.Set("timezone", zone)
+		u.RawQuery = q.Encode()
+		return u.String(), nil
+	}
+	if strings.Contains(strings.ToLower(dsn), "timezone=") {
+		return dsn, nil
+	}
+	return strings.TrimSpace(dsn + " timezone='" + strings.ReplaceAll(zone, "'", `\'`) + "'"), nil
+}
+
+func (s *pgStore) Describe() string  { return s.describe }
+func (s *pgStore) MaxQueueSize() int { return s.maxQueue }
+func (s *pgStore) Close() error      { return s.db.Close() }
+
+func (s *pgStore) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
+	defer cancel()
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("djangodb: ping %s: %w", s.describe, err)
+	}
+	return nil
+}
+
+// inTx runs fn in one transaction under its own timeout. A deadlock (which
+// PostgreSQL resolves by aborting one side) is retried: the transactions
+// here are short and idempotent until committed.
+func (s *pgStore) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := s.tryTx(ctx, fn)
+		var pe *pq.Error
+		if attempt < 3 && errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001") {
+			continue
+		}
+		return err
+	}
+}
+
+func (s *pgStore) tryTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
+	defer cancel()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(ctx, tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// queryRow runs one single-row query under its own timeout and scans it.
+func (s *pgStore) queryRow(ctx context.Context, query string, args []any, dest ...any) error {
+	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
+	defer cancel()
+	return s.db.QueryRowContext(ctx, query, args...).Scan(dest...)
+}
+
+// ---- types
+
+func (s *pgStore) RegisterType(ctx context.Context, spec TypeSpec) (TaskType, error) {
+	t := spec.Normalize()
+	err := s.queryRow(ctx, `INSERT INTO processes_type (identifier, handler, maxstart, timeout, timeret)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (identifier) DO UPDATE SET handler = EXCLUDED.handler, maxstart = EXCLUDED.maxstart,
+			timeout = EXCLUDED.timeout, timeret = EXCLUDED.timeret
+		RETURNING id`, []any{t.Identifier, t.Handler, t.MaxStart, t.Timeout, t.TimeRet}, &t.ID)
+	if err != nil {
+		return TaskType{}, fmt.Errorf("djangodb: register type %s: %w", spec.Identifier, err)
+	}
+	return t, nil
+}
+
+func (s *pgStore) UnregisterType(ctx context.Context, identifier string, force bool) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var id int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM processes_type WHERE identifier = $1 FOR UPDATE`, identifier).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		ids, err := pgInt64s(ctx, tx, `SELECT id FROM processes_instance WHERE type_id = $1 ORDER BY id`, id)
+		if err != nil {
+			return err
+		}
+		if len(ids) > 0 {
+			if !force {
+				return fmt.Errorf("%w (%d instances)", ErrProtected, len(ids))
+			}
+			if _, err := pgPurge(ctx, tx, ids); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM processes_type WHERE id = $1`, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("djangodb: unregister type %s: %w", identifier, err)
+	}
+	return nil
+}
+
+const pgTypeColumns = `id, identifier, handler, maxstart, timeout, timeret`
+
+func scanType(row interface{ Scan(...any) error }) (TaskType, error) {
+	var t TaskType
+	err := row.Scan(&t.ID, &t.Identifier, &t.Handler, &t.MaxStart, &t.Timeout, &t.TimeRet)
+	return t, err
+}
+
+func (s *pgStore) Type(ctx context.Context, identifier string) (TaskType, error) {
+	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
+	defer cancel()
+	t, err := scanType(s.db.QueryRowContext(ctx, `SELECT `+pgTypeColumns+` FROM processes_type WHERE identifier = $1`, identifier))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return TaskType{}, fmt.Errorf("djangodb: type %s: %w", identifier, err)
+	}
+	return t, nil
+}
+
+func (s *pgStore) Types(ctx context.Context) ([]TaskType, error) {
+	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
+	defer cancel()
+	rows, err := s.db.QueryContext(ctx, `SELECT `+pgTypeColumns+` FROM processes_type ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("djangodb: list types: %w", err)
+	}
+	defer rows.Close()
+	var out []TaskType
+	for rows.Next() {
+		t, err := scanType(rows)
+		if err != nil {
+			return nil, fmt.Errorf("djangodb: list types: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("djangodb: list types: %w", err)
+	}
+	return out, nil
+}
+
+// ---- queue
+
+func (s *pgStore) Enqueue(ctx context.Context, typ, identifier, input, message string) (int64, error) {
+	var id int64
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgEnqueueLock)); err != nil {
+			return err
+		}
+		var waiting int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM processes_task WHERE lock = 0`).Scan(&waiting); err != nil {
+			return err
+		}
+		if waiting >= s.maxQueue {
+			return fmt.Errorf("%w (%d tasks waiting, limit %d)", ErrQueueFull, waiting, s.maxQueue)
+		}
+		// Django's order: the instance (timeInsert = timeUpdate = now), its
+		// log record, the input, then the task row, each a later now().
+		tInst, tLog, tTask := processClock.now(), processClock.now(), processClock.now()
+		err := tx.QueryRowContext(ctx, `WITH i AS (
+				INSERT INTO processes_instance (identifier, type_id, "timeInsert", "timeUpdate", status)
+				SELECT $2, t.id, $3, $3, 1 FROM processes_type t WHERE t.identifier = $1
+				ON CONFLICT DO NOTHING
+				RETURNING id
+			), l AS (
+				INSERT INTO processes_logrecord (instance_id, time, status, message) SELECT id, $4, 1, $5 FROM i
+			), n AS (
+				INSERT INTO processes_input (instance_id, input) SELECT id, $6 FROM i
+			), k AS (
+				INSERT INTO processes_task (instance_id, time, lock) SELECT id, $7, 0 FROM i
+			)
+			SELECT id FROM i`,
+			typ, identifier, tInst, tLog, message, input, tTask).Scan(&id)
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		var typeExists bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM processes_type WHERE identifier = $1)`, typ).Scan(&typeExists); err != nil {
+			return err
+		}
+		if !typeExists {
+			return fmt.Errorf("type: %w", ErrNotFound)
+		}
+		return ErrExists
+	})
+	if err != nil {
+		return 0, fmt.Errorf("djangodb: enqueue %s/%s: %w", typ, identifier, err)
+	}
+	return id, nil
+}
+
+func (s *pgStore) QueueStats(ctx context.Context) (QueueStats, error) {
+	st := QueueStats{Max: s.maxQueue}
+	var oldest sql.NullTime
+	if err := s.queryRow(ctx, `SELECT count(*), min(time) FROM processes_task WHERE lock = 0`, nil, &st.Waiting, &oldest); err != nil {
+		return QueueStats{}, fmt.Errorf("djangodb: queue stats: %w", err)
+	}
+	if oldest.Valid {
+		st.Oldest = oldest.Time.In(s.loc)
+	}
+	return st, nil
+}
+
+func (s *pgStore) Dequeue(ctx context.Context, serverID int64, limit int, message string) ([]int64, error) {
+	limit = max(limit, 1)
+	var ids []int64
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		ids = ids[:0]
+		// Ordering by id follows the primary key: the same FIFO order as
+		// the tracker's order by time, without scanning the queue.
+		rows, err := tx.QueryContext(ctx, `WITH picked AS (
+				SELECT id FROM processes_task WHERE lock = 0 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+			)
+			DELETE FROM processes_task t USING picked WHERE t.id = picked.id
+			RETURNING t.id, t.instance_id`, limit)
+		if err != nil {
+			return err
+		}
+		type claimed struct{ task, instance int64 }
+		var got []claimed
+		for rows.Next() {
+			var c claimed
+			if err := rows.Scan(&c.task, &c.instance); err != nil {
+				rows.Close()
+				return err
+			}
+			got = append(got, c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(got) == 0 {
+			return ErrQueueEmpty
+		}
+		slices.SortFunc(got, func(a, b claimed) int { return cmp.Compare(a.task, b.task) })
+		// An instance with two waiting rows (re-enqueued twice) is
+		// scheduled once: running it twice would be the worse surprise.
+		var updates, logs []string
+		for _, c := range got {
+			if slices.Contains(ids, c.instance) {
+				continue
+			}
+			ids = append(ids, c.instance)
+			updates = append(updates, pgTime(processClock.now()))
+			logs = append(logs, pgTime(processClock.now()))
+		}
+		res, err := tx.ExecContext(ctx, `WITH v AS (
+				SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS v(id, tu, tl)
+			), u AS (
+				UPDATE processes_instance i SET status = 2, "timeUpdate" = v.tu FROM v WHERE i.id = v.id RETURNING i.id
+			)
+			INSERT INTO processes_logrecord (instance_id, time, status, message)
+			SELECT v.id, v.tl, 2, $4 FROM v JOIN u ON u.id = v.id`,
+			pq.Array(ids), pq.Array(updates), pq.Array(logs), message)
+		if err != nil {
+			return err
+		}
+		// Every task row references its instance and the row locks hold
+		// them, so each instance must have been updated.
+		if n, err := res.RowsAffected(); err != nil || n != int64(len(ids)) {
+			return fmt.Errorf("scheduled %d of the instances %v (%v)", n, ids, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("djangodb: dequeue for server 0x%016X: %w", uint64(serverID), err)
+	}
+	return ids, nil
+}
+
+// pgTime renders t for a timestamptz[] array literal, to the microsecond.
+func pgTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.999999Z07:00") }
+
+// ---- status changes
+
+// pgStatusChange is tracker._setTaskStatus in one statement: the instance's
+// status and timeUpdate ($3), then its log record ($4, a later instant).
+// %s is an extra condition on the instance; $1 id, $2 status, $5 message.
+// It returns the instance's type and identifier, no row if none matched.
+const pgStatusChange = `WITH u AS (
+		UPDATE processes_instance SET status = $2, "timeUpdate" = $3 WHERE id = $1 %s
+		RETURNING id, type_id, identifier
+	), l AS (
+		INSERT INTO processes_logrecord (instance_id, time, status, message) SELECT id, $4, $2, $5 FROM u
+	)%s
+	SELECT t.identifier, u.identifier FROM u JOIN processes_type t ON t.id = u.type_id`
+
+// pgStatusStmt is one of the status-change statements.
+type pgStatusStmt struct {
+	query   string
+	newTask bool // it also inserts a waiting task row, time $6
+}
+
+var (
+	pgSetStatus = pgStatusStmt{query: fmt.Sprintf(pgStatusChange, "", "")}
+	pgFinish    = pgStatusStmt{query: fmt.Sprintf(pgStatusChange, "AND status NOT IN (5, 6)", "")}
+	// pgReenqueue is tracker.reenqueueTask: ACCEPTED, the log record and a
+	// new waiting task row after it.
+	pgReenqueue = pgStatusStmt{newTask: true, query: fmt.Sprintf(pgStatusChange, "", `, k AS (
+		INSERT INTO processes_task (instance_id, time, lock) SELECT id, $6, 0 FROM u
+	)`)}
+)
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// pgChangeStatus runs a status change on q; found is false when the
+// instance does not exist (or does not meet the statement's condition).
+func pgChangeStatus(ctx context.Context, q querier, stmt pgStatusStmt, id int64, status Status, message string) (ref InstanceRef, found bool, err error) {
+	args := []any{id, int(status), processClock.now(), processClock.now(), message}
+	if stmt.newTask {
+		args = append(args, processClock.now())
+	}
+	ref.ID = id
+	err = q.QueryRowContext(ctx, stmt.query, args...).Scan(&ref.Type, &ref.Identifier)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ref, false, nil
+	}
+	return ref, err == nil, err
+}
+
+func (s *pgStore) SetStatus(ctx context.Context, id int64, status Status, message string) error {
+	if status < Undefined || status > Failed {
+		return fmt.Errorf("djangodb: set instance %d to status %d: no such status", id, int(status))
+	}
+	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
+	defer cancel()
+	_, found, err := pgChangeStatus(ctx, s.db, pgSetStatus, id, status, message)
+	if err == nil && !found {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("djangodb: set instance %d %s: %w", id, status, err)
+	}
+	return nil
+}
+
+func (s *pgStore) FinishIfNotFinished(ctx context.Context, id int64, message string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
+	defer cancel()
+	_, found, err := pgChangeStatus(ctx, s.db, pgFinish, id, Finished, message)
+	if err == nil && !found {
+		var exists bool
+		err = s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM processes_instance WHERE id = $1)`, id).Scan(&exists)
+		if err == nil && !exists {
+			err = ErrNotFound
+		}
+	}
+	if err != nil {
+		return false, fmt.Errorf("djangodb: finish instance %d: %w", id, err)
+	}
+	return found, nil
+}
+
+func (s *pgStore) Reenqueue(ctx context.Context, id int64, message string) error {
+	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
+	defer cancel()
+	_, found, err := pgChangeStatus(ctx, s.db, pgReenqueue, id, Accepted, message)
+	if err == nil && !found {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("djangodb: reenqueue instance %d: %w", id, err)
+	}
+	return nil
+}
+
+// pgStarts counts an instance's starts: RUNNING records that follow a
+// SCHEDULED one. A RUNNING after PAUSED is a resume.
+const pgStarts = `SELECT count(*) FROM (
+		SELECT status, lag(status) OVER (ORDER BY time, id) AS prev
+		FROM processes_logrecord WHERE instance_id = $1
+	) s WHERE s.status = 3 AND s.prev = 2`
+
+func (s *pgStore) Start(ctx context.Context, id int64, message string) (StartedTask, error) {
+	var st StartedTask
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		st = StartedTask{InstanceID: id}
+		ref, found, err := pgChangeStatus(ctx, tx, pgSetStatus, id, Running, message)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return ErrNotFound
+		}
+		st.Type, st.Identifier = ref.Type, ref.Identifier
+		var (
+			timeout float64
+			input   sql.NullString
+			started time.Time
+		)
+		err = tx.QueryRowContext(ctx, `SELECT t.handler, t.timeout, t.maxstart, n.input, i."timeUpdate", (`+pgStarts+`)
+			FROM processes_instance i JOIN processes_type t ON t.id = i.type_id
+			LEFT JOIN processes_input n ON n.instance_id = i.id
+			WHERE i.id = $1`, id).Scan(&st.Handler, &timeout, &st.MaxStart, &input, &started, &st.Starts)
+		if err != nil {
+			return err
+		}
+		st.Timeout = secondsToDuration(timeout)
+		st.Input, st.HasInput = input.String, input.Valid
+		st.StartedAt = started.In(s.loc)
+		return nil
+	})
+	if err != nil {
+		return StartedTask{}, fmt.Errorf("djangodb: start instance %d: %w", id, err)
+	}
+	return st, nil
+}
+
+func (s *pgStore) SetResponse(ctx context.Context, id int64, data []byte, mimeType string) error {
+	var rowID int64
+	err := s.queryRow(ctx, `WITH i AS (SELECT id FROM processes_instance WHERE id = $1 FOR KEY SHARE)
+		INSERT INTO processes_response (instance_id, response, "mimeType") SELECT id, $2, $3 FROM i
+		ON CONFLICT (instance_id) DO UPDATE SET response = EXCLUDED.response, "mimeType" = EXCLUDED."mimeType"
+		RETURNING id`, []any{id, EncodeResponse(data), mimeType}, &rowID)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("djangodb: set response of instance %d: %w", id, err)
+	}
+	return nil
+}
+
+// ---- reads
+
+const pgInstanceSelect = `SELECT i.id, i.type_id, t.identifier, i.identifier, i.status, i."timeInsert", i."timeUpdate"
+	FROM processes_instance i JOIN processes_type t ON t.id = i.type_id `
+
+func (s *pgStore) scanInstance(row interface{ Scan(...any) error }) (Instance, error) {
+	var in Instance
+	err := row.Scan(&in.ID, &in.TypeID, &in.Type, &in.Identifier, &in.Status, &in.TimeInsert, &in.TimeUpdate)
+	in.TimeInsert, in.TimeUpdate = in.TimeInsert.In(s.loc), in.TimeUpdate.In(s.loc)
+	return in, err
+}
+
+func (s *pgStore) instanceWhere(ctx context.Context, what, cond string, args ...any) (Instance, error) {
+	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
+	defer cancel()
+	in, err := s.scanInstance(s.db.QueryRowContext(ctx, pgInstanceSelect+cond, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return Instance{}, fmt.Errorf("djangodb: instance %s: %w", what, err)
+	}
+	return in, nil
+}
+
+func (s *pgStore) Instance(ctx context.Context, id int64) (Instance, error) {
+	return s.instanceWhere(ctx, fmt.Sprint(id), `WHERE i.id = $1`, id)
+}
+
+func (s *pgStore) InstanceByIdentifier(ctx context.Context, typ, identifier string) (Instance, error) {
+	return s.instanceWhere(ctx, typ+"/"+identifier, `WHERE t.identifier = $1 AND i.identifier = $2`, typ, identifier)
+}
+
+func (s *pgStore) Instances(ctx context.Context, f InstanceFilter) ([]Instance, error) {
+	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
+	defer cancel()
+	var status, limit sql.NullInt64
+	if f.Status != nil {
+		status = sql.NullInt64{Int64: int64(*f.Status), Valid: true}
+	}
+	if f.Limit > 0 {
+		limit = sql.NullInt64{Int64: int64(f.Limit), Valid: true}
+	}
+	rows, err := s.db.QueryContext(ctx, pgInstanceSelect+`
+		WHERE ($1 = '' OR t.identifier = $1) AND ($2::integer IS NULL OR i.status = $2)
+		ORDER BY i.id LIMIT $3`, f.Type, status, limit)
+	if err != nil {
+		return nil, fmt.Errorf("djangodb: list instances %+v: %w", f, err)
+	}
+	defer rows.Close()
+	var out []Instance
+	for rows.Next() {
+		in, err := s.scanInstance(rows)
+		if err != nil {
+			return nil, fmt.Errorf("djangodb: list instances: %w", err)
+		}
+		out = append(out, in)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("djangodb: list instances: %w", err)
+	}
+	return out, nil
+}
+
+func (s *pgStore) Log(ctx context.Context, id int64) ([]LogRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
+	defer cancel()
+	recs, err := func() ([]LogRecord, error) {
+		rows, err := s.db.QueryContext(ctx, `SELECT id, time, status, message FROM processes_logrecord
+			WHERE instance_id = $1 ORDER BY time, id`, id)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		var out []LogRecord
+		for rows.Next() {
+			var r LogRecord
+			if err := rows.Scan(&r.ID, &r.Time, &r.Status, &r.Message); err != nil {
+				return nil, err
+			}
+			r.Time = r.Time.In(s.loc)
+			out = append(out, r)
+		}
+		return out, rows.Err()
+	}()
+	if err == nil && len(recs) == 0 {
+		var exists bool
+		err = s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM processes_instance WHERE id = $1)`, id).Scan(&exists)
+		if err == nil && !exists {
+			err = ErrNotFound
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("djangodb: log of instance %d: %w", id, err)
+	}
+	return recs, nil
+}
+
+func (s *pgStore) Response(ctx context.Context, id int64) (Response, error) {
+	var text string
+	var r Response
+	err := s.queryRow(ctx, `SELECT response, "mimeType" FROM processes_response WHERE instance_id = $1`, []any{id}, &text, &r.MimeType)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err == nil {
+		r.Data, err = DecodeResponse(text)
+	}
+	if err != nil {
+		return Response{}, fmt.Errorf("djangodb: response of instance %d: %w", id, err)
+	}
+	return r, nil
+}
+
+func (s *pgStore) Input(ctx context.Context, id int64) (string, error) {
+	var text string
+	err := s.queryRow(ctx, `SELECT input FROM processes_input WHERE instance_id = $1`, []any{id}, &text)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("djangodb: input of instance %d: %w", id, err)
+	}
+	return text, nil
+}
+
+// ---- clean-up
+
+func (s *pgStore) SweepZombies(ctx context.Context, message string) (SweepResult, error) {
+	var res SweepResult
+	now := processClock.now()
+	// The candidates are read without locks; each is then handled in its
+	// own transaction that locks it and checks again, so that a task that
+	// reported in since, or that another sweeper took, is left alone.
+	ids, err := s.int64s(ctx, `SELECT i.id FROM processes_instance i JOIN processes_type t ON t.id = i.type_id
+		WHERE i.status IN (2, 3, 4) AND EXTRACT(EPOCH FROM ($1::timestamptz - i."timeUpdate")) > t.timeout
+		ORDER BY i.id`, now)
+	if err != nil {
+		return res, fmt.Errorf("djangodb: sweep zombies: %w", err)
+	}
+	var errs []error
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("djangodb: sweep zombies: %w", err)
+		}
+		var ref InstanceRef
+		var failed, done bool
+		err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			var maxStart int
+			err := tx.QueryRowContext(ctx, `SELECT i.id, t.identifier, i.identifier, t.maxstart
+				FROM processes_instance i JOIN processes_type t ON t.id = i.type_id
+				WHERE i.id = $1 AND i.status IN (2, 3, 4) AND EXTRACT(EPOCH FROM ($2::timestamptz - i."timeUpdate")) > t.timeout
+				FOR UPDATE OF i SKIP LOCKED`, id, now).Scan(&ref.ID, &ref.Type, &ref.Identifier, &maxStart)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			var starts int
+			if err := tx.QueryRowContext(ctx, pgStarts, id).Scan(&starts); err != nil {
+				return err
+			}
+			failed = starts >= maxStart
+			if failed {
+				_, done, err = pgChangeStatus(ctx, tx, pgSetStatus, id, Failed, MaxStartsMessage(starts, maxStart))
+			} else {
+				_, done, err = pgChangeStatus(ctx, tx, pgReenqueue, id, Accepted, message)
+			}
+			return err
+		})
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("djangodb: sweep zombie instance %d: %w", id, err))
+		case done && failed:
+			res.Failed = append(res.Failed, ref)
+		case done:
+			res.Reenqueued = append(res.Reenqueued, ref)
+		}
+	}
+
+	// Task rows claimed (lock != 0) by a daemon that died before turning
+	// them into SCHEDULED instances. The tracker sets the instance
+	// SCHEDULED before re-enqueueing it; inside one transaction that
+	// intermediate state is invisible, so it is not written.
+	tasks, err := s.int64s(ctx, `SELECT id FROM processes_task WHERE lock <> 0 AND time < $1 ORDER BY id`, now.Add(-PullTimeout))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("djangodb: sweep stuck task rows: %w", err))
+		return res, errors.Join(errs...)
+	}
+	for _, task := range tasks {
+		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("djangodb: sweep stuck task rows: %w", err)
+		}
+		var ref InstanceRef
+		var done bool
+		err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			var instance int64
+			err := tx.QueryRowContext(ctx, `DELETE FROM processes_task WHERE id = (
+					SELECT id FROM processes_task WHERE id = $1 AND lock <> 0 AND time < $2 FOR UPDATE SKIP LOCKED
+				) RETURNING instance_id`, task, now.Add(-PullTimeout)).Scan(&instance)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			// Already waiting again (re-enqueued above, say): one queue
+			// entry is enough.
+			var queued bool
+			err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM processes_task WHERE instance_id = $1 AND lock = 0)`, instance).Scan(&queued)
+			if err != nil {
+				return err
+			}
+			if queued {
+				ref.ID = instance
+				err = tx.QueryRowContext(ctx, `SELECT t.identifier, i.identifier FROM processes_instance i
+					JOIN processes_type t ON t.id = i.type_id WHERE i.id = $1`, instance).Scan(&ref.Type, &ref.Identifier)
+				done = err == nil
+				return err
+			}
+			ref, done, err = pgChangeStatus(ctx, tx, pgReenqueue, instance, Accepted, message)
+			return err
+		})
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("djangodb: sweep stuck task row %d: %w", task, err))
+		case done:
+			res.Unstuck = append(res.Unstuck, ref)
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+func (s *pgStore) DeleteRetired(ctx context.Context) ([]InstanceRef, error) {
+	var out []InstanceRef
+	now := processClock.now()
+	for {
+		var batch []InstanceRef
+		var more bool
+		err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			ids, err := pgInt64s(ctx, tx, `SELECT i.id FROM processes_instance i JOIN processes_type t ON t.id = i.type_id
+				WHERE t.timeret > 0 AND i.status IN (5, 6) AND EXTRACT(EPOCH FROM ($1::timestamptz - i."timeUpdate")) > t.timeret
+				ORDER BY i.id LIMIT $2 FOR UPDATE OF i SKIP LOCKED`, now, pgRetireBatch)
+			if err != nil || len(ids) == 0 {
+				return err
+			}
+			more = len(ids) == pgRetireBatch
+			batch, err = pgPurge(ctx, tx, ids)
+			return err
+		})
+		if err != nil {
+			return out, fmt.Errorf("djangodb: delete retired instances: %w", err)
+		}
+		out = append(out, batch...)
+		if !more {
+			return out, nil
+		}
+	}
+}
+
+func (s *pgStore) Delete(ctx context.Context, id int64) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := pgPurge(ctx, tx, []int64{id})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("djangodb: delete instance %d: %w", id, err)
+	}
+	return nil
+}
+
+// pgPurge deletes instances with every row that references them, as
+// Django's Python-side cascade does (the foreign keys have no ON DELETE).
+// Task rows go first: locking them before the instance is the order
+// Dequeue locks in.
+func pgPurge(ctx context.Context, tx *sql.Tx, ids []int64) ([]InstanceRef, error) {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM processes_task WHERE instance_id = ANY($1)`, pq.Array(ids)); err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, `WITH l AS (
+			DELETE FROM processes_logrecord WHERE instance_id = ANY($1)
+		), n AS (
+			DELETE FROM processes_input WHERE instance_id = ANY($1)
+		), r AS (
+			DELETE FROM processes_response WHERE instance_id = ANY($1)
+		)
+		DELETE FROM processes_instance i USING processes_type t WHERE i.id = ANY($1) AND t.id = i.type_id
+		RETURNING i.id, t.identifier, i.identifier`, pq.Array(ids))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var refs []InstanceRef
+	for rows.Next() {
+		var r InstanceRef
+		if err := rows.Scan(&r.ID, &r.Type, &r.Identifier); err != nil {
+			return nil, err
+		}
+		refs = append(refs, r)
+	}
+	slices.SortFunc(refs, func(a, b InstanceRef) int { return cmp.Compare(a.ID, b.ID) })
+	return refs, rows.Err()
+}
+
+func (s *pgStore) int64s(ctx context.Context, query string, args ...any) ([]int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
+	defer cancel()
+	return pgInt64s(ctx, s.db, query, args...)
+}
+
+func pgInt64s(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, query string, args ...any) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
