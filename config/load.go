@@ -120,7 +120,11 @@ func addFlags(fs *pflag.FlagSet, daemon bool) {
 		}
 		switch p := s.field(&d).(type) {
 		case *string:
-			fs.StringP(s.flag, s.short, *p, s.usage)
+			def := *p
+			if s.key == KeyDB {
+				def = "" // its usage explains the default, which depends on -s
+			}
+			fs.StringP(s.flag, s.short, def, s.usage)
 		case *int:
 			fs.IntP(s.flag, s.short, *p, s.usage)
 		case *bool:

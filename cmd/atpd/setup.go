@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/config"
+	"github.com/eoxserver/atpd/internal/logfmt"
+)
+
+// storeTimeout bounds opening, pinging and migrating the database at
+// start-up.
+const storeTimeout = 30 * time.Second
+
+// loadConfig reads the layered configuration for cmd, completes it from the
+// Django settings module when there is one, and validates it. Ignored
+// database OPTIONS are returned for the caller to log once it has a logger.
+func loadConfig(ctx context.Context, cmd *cobra.Command) (config.Config, []string, error) {
+	cfg, err := config.Load(cmd.Flags())
+	if err != nil {
+		return cfg, nil, err
+	}
+	// Validate before running Python, so that a typo in -s is reported as
+	// such rather than as an import error.
+	if err := cfg.Validate(); err != nil {
+		return cfg, nil, err
+	}
+	_, ignored, err := cfg.ApplyDjango(ctx)
+	if err != nil {
+		return cfg, nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, nil, fmt.Errorf("after reading Django settings %s: %w", cfg.Settings, err)
+	}
+	return cfg, ignored, nil
+}
+
+func newLogger(w io.Writer, cfg config.Config, serverID string) (*slog.Logger, error) {
+	h, err := logfmt.New(w, cfg.LogFormat, logfmt.Options{Level: cfg.Level(), ServerID: serverID})
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(h), nil
+}
+
+// openStore connects to the configured database. atpd's own default
+// database is created and migrated on first use; any other database must
+// already have the tables (from Django's migrate or `atpd migrate`).
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (djangodb.Store, error) {
+	opts, err := cfg.StoreOptions()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	store, err := djangodb.Open(ctx, cfg.DB, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", djangodb.RedactDSN(cfg.DB), err)
+	}
+	if cfg.EmbeddedDB() {
+		created, err := store.Migrate(ctx)
+		if err != nil {
+			store.Close()
+			return nil, fmt.Errorf("migrate database %s: %w", store.Describe(), err)
+		}
+		if created {
+			log.Info("ATPD: created the ATP tables in atpd's own database", "database", store.Describe())
+		}
+		return store, nil
+	}
+	if err := store.Ping(ctx); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("connect to database %s: %w", store.Describe(), err)
+	}
+	// A database without the tables would fail every poll; say so once.
+	if _, err := store.QueueStats(ctx); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("database %s: cannot read the task queue (are the ATP tables there? run `atpd migrate` or Django's migrate): %w", store.Describe(), err)
+	}
+	return store, nil
+}
+
+func logIgnoredOptions(log *slog.Logger, cfg config.Config, ignored []string) {
+	if len(ignored) > 0 {
+		log.Warn("ATPD: Django database OPTIONS not used by atpd", "settings", cfg.Settings,
+			"db_alias", cfg.DBAlias, "options", strings.Join(ignored, ","))
+	}
+}
