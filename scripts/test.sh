@@ -15,7 +15,7 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 export CI="${CI:-false}"
 
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))
+unformatted=$(find . -name '*.go' -not -path './.git/*' -print0 | xargs -0 -r gofmt -l)
 if [ -n "$unformatted" ]; then
 	printf 'test: not gofmt-formatted:\n%s\n' "$unformatted" >&2
 	exit 1
