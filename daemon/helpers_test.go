@@ -143,6 +143,15 @@ type hub struct {
 	deleted  map[int64]bool
 	sweeps   int
 	dequeues []int // limits asked for
+	ended    int   // instances that reached FINISHED or FAILED
+}
+
+// set records a status; call it with mu held.
+func (w *hub) set(id int64, s djangodb.Status) {
+	if s.Terminal() && !w.status[id].Terminal() {
+		w.ended++
+	}
+	w.status[id] = s
 }
 
 func newHub() *hub {
@@ -245,7 +254,7 @@ func (w *watchStore) Start(ctx context.Context, id int64, message string) (djang
 func (w *watchStore) SetStatus(ctx context.Context, id int64, s djangodb.Status, message string) error {
 	err := w.Store.SetStatus(ctx, id, s, message)
 	if err == nil {
-		w.note(func() { w.status[id] = s })
+		w.note(func() { w.set(id, s) })
 	}
 	return err
 }
@@ -254,7 +263,7 @@ func (w *watchStore) FinishIfNotFinished(ctx context.Context, id int64, message 
 	wrote, err := w.Store.FinishIfNotFinished(ctx, id, message)
 	switch {
 	case err == nil && wrote:
-		w.note(func() { w.status[id] = djangodb.Finished })
+		w.note(func() { w.set(id, djangodb.Finished) })
 	case errors.Is(err, djangodb.ErrNotFound):
 		w.note(func() { w.deleted[id] = true })
 	}
@@ -280,7 +289,7 @@ func (w *watchStore) SweepZombies(ctx context.Context, message string) (djangodb
 			w.status[r.ID] = djangodb.Accepted
 		}
 		for _, r := range res.Failed {
-			w.status[r.ID] = djangodb.Failed
+			w.set(r.ID, djangodb.Failed)
 		}
 	})
 	return res, err
