@@ -104,6 +104,11 @@ func pgWithTimeZone(dsn, zone string) (string, error) {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		u, err := url.Parse(dsn)
 		if err != nil {
+			// url.Error quotes the whole URL, password included.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
 			return "", fmt.Errorf("parse URL: %w", err)
 		}
 		q := u.Query()
