@@ -1,0 +1,1 @@
+"""A package, to check that the embedded importer finds packages."""

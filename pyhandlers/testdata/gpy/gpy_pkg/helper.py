@@ -1,0 +1,5 @@
+from . import sub
+
+
+def greet(name):
+    return "hello " + name + " " + sub.MARK

@@ -1,0 +1,5 @@
+MARK = "from sub"
+
+
+def twice(x):
+    return x * 2
