@@ -495,15 +495,15 @@ func (p *liveProducer) do(args ...string) (int, string) {
 const queueFullExit = 3
 
 // enqueueRetrying enqueues like a patient producer: on QueueFull it waits
-// for the daemons to make room.
-func (p *liveProducer) enqueueRetrying(timeout time.Duration, args ...string) {
+// for the daemons to make room. It returns how often the queue was full.
+func (p *liveProducer) enqueueRetrying(timeout time.Duration, args ...string) (full int) {
 	p.t.Helper()
 	deadline := time.Now().Add(timeout)
-	for {
+	for ; ; full++ {
 		code, msg := p.do(append([]string{"enqueue"}, args...)...)
 		switch {
 		case code == 0:
-			return
+			return full
 		case code != queueFullExit:
 			p.t.Fatalf("enqueue %v: exit %d: %s", args, code, msg)
 		case time.Now().After(deadline):

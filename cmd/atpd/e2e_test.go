@@ -161,6 +161,7 @@ func TestE2EFailures(t *testing.T) {
 				if recs[0] != c.first {
 					t.Errorf("%s::%s first record %v, want %v", c.typ, c.ident, recs[0], c.first)
 				}
+				t.Logf("%s::%s FAILED: %s", c.typ, c.ident, recs[3].Message)
 				if msg := recs[3].Message; !c.message.MatchString(msg) {
 					t.Errorf("%s::%s FAILED with %q, want a match of %s", c.typ, c.ident, msg, c.message)
 				}
@@ -222,6 +223,7 @@ func TestE2EShutdown(t *testing.T) {
 					t.Errorf("exit code %d, want 0", code)
 				}
 				took := time.Since(sent)
+				t.Logf("from the first signal to exit: %v", took.Round(time.Millisecond))
 				db.assertNoTaskInFlight()
 
 				for _, ident := range []string{"run1", "run2"} {
@@ -339,17 +341,26 @@ func TestE2ETwoDaemonsExactlyOnce(t *testing.T) {
 	}
 	const tasks = 2000
 	db := newE2EDB(t, pgUTC)
-	db.batch([]string{"register", "SequenceSum", "tools.atp_demo.handler"})
+	// A full queue before the daemons start makes them compete for a
+	// backlog; the rest arrive while they run.
+	began := time.Now()
+	cmds := [][]string{{"register", "SequenceSum", "tools.atp_demo.handler"}}
+	enqueue := func(i int) []string {
+		return []string{"SequenceSum", fmt.Sprintf("t%04d", i), "--literal", fmt.Sprintf("(%d,)", i)}
+	}
+	for i := range djangodb.DefaultMaxQueueSize {
+		cmds = append(cmds, append([]string{"enqueue"}, enqueue(i)...))
+	}
+	db.batch(cmds...)
 	a := startAtpd(t, "A", baseEnv(), db.daemonArgs("-n", "2")...)
 	b := startAtpd(t, "B", baseEnv(), db.daemonArgs("-n", "2")...)
-	a.waitLine(`ATPD: started`, startTimeout)
-	b.waitLine(`ATPD: started`, startTimeout)
 
-	began := time.Now()
 	prod := db.liveProducer()
-	for i := range tasks {
-		prod.enqueueRetrying(time.Minute, "SequenceSum", fmt.Sprintf("t%04d", i), "--literal", fmt.Sprintf("(%d,)", i))
+	full := 0
+	for i := djangodb.DefaultMaxQueueSize; i < tasks; i++ {
+		full += prod.enqueueRetrying(time.Minute, enqueue(i)...)
 	}
+	t.Logf("%d tasks enqueued in %v, QueueFull %d times", tasks, time.Since(began).Round(time.Millisecond), full)
 	finished := 0
 	waitFor(t, 3*time.Minute, func() string { return fmt.Sprintf("%d tasks FINISHED (%d so far)", tasks, finished) }, func() bool {
 		finished = db.queryInt(`SELECT count(*) FROM processes_instance WHERE status = 5`)
