@@ -402,3 +402,48 @@ func TestE2ETwoDaemonsExactlyOnce(t *testing.T) {
 	}
 	db.assertNoTaskInFlight()
 }
+
+// TestE2EExecutorRouting: --executor sends handler paths to the embedded
+// gpython executor (what gpython cannot run fails saying so), Go handlers
+// still win, and --allow-handler refuses everything else.
+func TestE2EExecutorRouting(t *testing.T) {
+	db := newE2EDB(t, sqliteUTC)
+	db.batch(
+		[]string{"register", "Gpy", "e2e_gpy.double"},
+		[]string{"register", "GpyNew", "e2e_gpy_fstring.describe"},
+		[]string{"register", "SequenceSum", "tools.atp_demo.handler"},
+		[]string{"register", "Denied", "e2e_handlers.raiser"},
+		[]string{"enqueue", "Gpy", "g1", "--literal", "[1, 2, 3]"},
+		[]string{"enqueue", "GpyNew", "g2", "--literal", "[1]"},
+		[]string{"enqueue", "Denied", "d1", "--json", `{"k": 1}`},
+		[]string{"enqueue", "SequenceSum", "s1", "--literal", "(1, 2)"},
+	)
+	p := startAtpd(t, "routing", baseEnv(), db.daemonArgs("-n", "2",
+		"--executor", "e2e_gpy.=embedded", "--executor", "e2e_gpy_fstring.describe=embedded",
+		"--allow-handler", "e2e_gpy.", "--allow-handler", "e2e_gpy_fstring.", "--allow-handler", "tools.atp_demo.handler")...)
+	db.waitStatus("SequenceSum", "s1", djangodb.Finished, time.Minute)
+	db.waitStatus("Gpy", "g1", djangodb.Finished, time.Minute)
+	db.waitStatus("GpyNew", "g2", djangodb.Failed, time.Minute)
+	db.waitStatus("Denied", "d1", djangodb.Failed, time.Minute)
+
+	var resp struct{ Text string }
+	if err := json.Unmarshal(db.producer("response", "Gpy", "g1"), &resp); err != nil || resp.Text != "[2, 4, 6]" {
+		t.Errorf("gpython response %q (%v), want [2, 4, 6]", resp.Text, err)
+	}
+	for _, c := range []struct{ typ, ident, want string }{
+		{"GpyNew", "g2", "gpython"},
+		{"Denied", "d1", "not in allow_handlers"},
+	} {
+		recs := db.taskLog(c.typ, c.ident)
+		if msg := recs[len(recs)-1].Message; !strings.Contains(msg, c.want) {
+			t.Errorf("%s::%s FAILED with %q, want it to mention %q", c.typ, c.ident, msg, c.want)
+		} else {
+			t.Logf("%s::%s FAILED: %s", c.typ, c.ident, msg)
+		}
+	}
+	p.signal(syscall.SIGINT)
+	if code := p.wait(exitTimeout); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	db.assertNoTaskInFlight()
+}

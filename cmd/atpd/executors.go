@@ -20,14 +20,19 @@ func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger) (ex
 	goHandlers := gohandlers.Default
 	goHandlers.SetLogger(log)
 
-	pool, err := pyhandlers.New(pyhandlers.Config{
+	pyCfg := pyhandlers.Config{
 		Python:            cfg.Python,
 		PythonPath:        cfg.PythonPath,
 		SettingsModule:    cfg.Settings,
 		Workers:           cfg.Workers,
 		MaxTasksPerWorker: cfg.MaxTasksPerWorker,
 		Logger:            log,
-	})
+	}
+	embedded, err := pyhandlers.NewEmbedded(pyCfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("embedded python handlers: %w", err)
+	}
+	pool, err := pyhandlers.New(pyCfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("python handlers (set the interpreter with --python): %w", err)
 	}
@@ -38,11 +43,9 @@ func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger) (ex
 		Go:     goHandlers,
 		Routes: cfg.Executors,
 		Executors: map[string]executor.Executor{
-			config.ExecutorGo:      goHandlers,
-			config.ExecutorCPython: pool,
-			// TODO(embedded): add pyhandlers.Embedded under
-			// config.ExecutorEmbedded once it exists; until then a route
-			// to "embedded" is refused by Router.Validate at start-up.
+			config.ExecutorGo:       goHandlers,
+			config.ExecutorCPython:  pool,
+			config.ExecutorEmbedded: embedded,
 		},
 		Default: pool,
 	}
