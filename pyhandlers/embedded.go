@@ -28,7 +28,20 @@ import (
 //
 // Each task runs in a fresh gpython context: module state does not carry
 // over between tasks as it does in a CPython worker, and an edited handler
-// module is compiled again on its next task.
+// module is compiled again on its next task. Modules come only from
+// gpython's built-in ones and .py files along PythonPath.
+//
+// gpython differs from CPython in ways that cannot all be detected, so route
+// a handler here only after checking it (the CPython pool is the default):
+//   - "%" formatting is Go's fmt ("%s" % [1] gives "&{[1]}", not "[1]");
+//     str.format and str.join do not exist (detected: the task fails as
+//     unsupported);
+//   - dicts take str keys only, in no fixed order; sets hold scalars only;
+//     inputs with datetime, Decimal or other objects are unsupported;
+//   - a Python 2 byte string arrives as text read as UTF-8 when it is valid
+//     UTF-8 (the CPython worker reads it as latin-1);
+//   - os._exit, os.chdir, os.putenv and os.unsetenv would act on the daemon
+//     and are refused.
 //
 // gpython cannot interrupt running Python code. When ctx ends first,
 // Execute returns at once and abandons the handler's goroutine, which keeps
@@ -84,13 +97,12 @@ func (e *Embedded) Abandoned() int64 { return e.abandoned.Load() }
 
 // Execute runs the task's handler in a new gpython context.
 func (e *Embedded) Execute(ctx context.Context, task *executor.Task, status executor.TaskStatus) error {
-	var input any
-	if task.HasInput {
-		v, err := pickle.DecodeOptions{MaxSize: e.cfg.MaxMessageSize}.Decode(task.Input)
-		if err != nil {
-			return fmt.Errorf("input: %w", err)
-		}
-		input = v
+	if !task.HasInput {
+		return errNoInput
+	}
+	input, err := pickle.DecodeOptions{MaxSize: e.cfg.MaxMessageSize}.Decode(task.Input)
+	if err != nil {
+		return fmt.Errorf("input: %w", err)
 	}
 	pyInput, err := toPy(input, 0)
 	if err != nil {

@@ -11,6 +11,10 @@ import (
 // task itself.
 var ErrStopped = errors.New("pyhandlers: pool stopped")
 
+// errNoInput fails a task whose instance has no processes_input row, as
+// tracker.startTask's Input.DoesNotExist failed it in the reference daemon.
+var errNoInput = errors.New("input: the instance has no input row")
+
 // HandlerError is a Python exception raised by the handler (or while
 // importing it or unpickling its input). Error() is exactly str(exception),
 // the FAILED message the reference daemon wrote.

@@ -244,12 +244,12 @@ func (p *Pool) Execute(ctx context.Context, task *executor.Task, status executor
 	if !ready {
 		return ErrStopped
 	}
-	var input []byte
-	if task.HasInput {
-		var err error
-		if input, err = decodeInput(task.Input, p.cfg.MaxMessageSize); err != nil {
-			return err
-		}
+	if !task.HasInput {
+		return errNoInput
+	}
+	input, err := decodeInput(task.Input, p.cfg.MaxMessageSize)
+	if err != nil {
+		return err
 	}
 	w, err := p.acquire(ctx)
 	if err != nil {
@@ -276,15 +276,13 @@ func (w *worker) run(ctx context.Context, task *executor.Task, input []byte, sta
 		}
 	}()
 
-	hasInput := "0"
-	if task.HasInput {
-		hasInput = "1"
-	}
+	// has_input is always 1: Execute fails tasks without input before this,
+	// as the reference did; the worker also accepts 0 (it passes None).
 	frame := encodeFrame(kindTask,
 		[]byte(strconv.FormatUint(seq, 10)),
 		[]byte(strconv.FormatInt(task.InstanceID, 10)),
 		[]byte(task.Type), []byte(task.Identifier), []byte(task.Handler),
-		[]byte(hasInput), input)
+		[]byte("1"), input)
 	if err := w.write(ctx, frame); err != nil {
 		if ctx.Err() == nil && !w.dead() {
 			w.broken = true

@@ -386,17 +386,18 @@ func TestInputs(t *testing.T) {
 	t.Run("no input row", func(t *testing.T) {
 		e.enqueueRaw(t, "Echo", "none", []byte("N."))
 		o := e.runNextWith(t, &noInput{p}, context.Background(), func(s executor.TaskStatus) executor.TaskStatus { return s })
-		if o.err != nil {
-			t.Fatalf("Execute: %v", o.err)
+		want := "input: the instance has no input row"
+		if errText(o.err) != want {
+			t.Errorf("Execute error %q, want %q", errText(o.err), want)
 		}
-		if got := string(e.response(t, o.id).Data); got != "None" {
-			t.Errorf("handler got %s, want None", got)
+		if got := e.log(t, o.id); !sameLog(got, ranAndEnded(djangodb.Failed, want)) {
+			t.Errorf("log %v", got)
 		}
 	})
 }
 
 // noInput runs tasks as if their instance had no input row.
-type noInput struct{ p *Pool }
+type noInput struct{ p executor.Executor }
 
 func (n *noInput) Execute(ctx context.Context, task *executor.Task, s executor.TaskStatus) error {
 	c := *task

@@ -157,12 +157,17 @@ func (w *worker) hello(ctx context.Context, init []byte) error {
 	p := w.pool
 	timer := time.NewTimer(p.cfg.StartTimeout)
 	defer timer.Stop()
-	if err := w.write(ctx, init); err != nil && ctx.Err() == nil {
-		// A worker that dies at once (bad interpreter) closes its pipe;
-		// its exit status says more than EPIPE.
+	if err := w.write(ctx, init); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("pyhandlers: start python worker: %w", ctx.Err())
+		}
+		// A worker that dies at once (not a Python at all) closes its
+		// pipe; its exit status says more than EPIPE.
 		select {
 		case <-w.exited:
-		case <-timer.C:
+			return w.startFailure()
+		case <-time.After(p.cfg.KillGrace):
+			return fmt.Errorf("pyhandlers: start python worker %s: send init: %w", p.cfg.Python, err)
 		}
 	}
 	for {

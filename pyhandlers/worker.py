@@ -336,25 +336,35 @@ def flush_and_mark(nonce, seq):
     return oks
 
 
-def close_db_connections(django_ready):
-    # Django closes connections that are broken or past CONN_MAX_AGE around
-    # each request; a task is this worker's request.
-    if not django_ready:
-        return
+def db_closer():
+    """Returns Django's close_old_connections, or None without Django 1.6+.
+
+    Django closes connections that are broken or past CONN_MAX_AGE around
+    each request; a task is this worker's request.
+    """
     try:
         from django.db import close_old_connections
-        close_old_connections()
+    except ImportError:
+        return None
+    return close_old_connections
+
+
+def close_db_connections(closer):
+    if closer is None:
+        return
+    try:
+        closer()
     except Exception:
         traceback.print_exc()
 
 
-def run_task(handlers, nonce, django_ready, fields):
+def run_task(handlers, nonce, closer, fields):
     seq = decode(fields[0])
     task_id = int(fields[1])
     status = TaskStatus(task_id, decode(fields[2]), decode(fields[3]))
     handler_path = decode(fields[4])
     has_input = fields[5] == b"1"
-    close_db_connections(django_ready)
+    close_db_connections(closer)
     try:
         value = load_input(fields[6]) if has_input else None
         handler = handlers.get(handler_path)
@@ -363,11 +373,11 @@ def run_task(handlers, nonce, django_ready, fields):
         # Bounded so that the report always fits in a frame.
         message = exception_text(e)[:1 << 16]
         tb = traceback.format_exc()[-(1 << 18):]
-        close_db_connections(django_ready)
+        close_db_connections(closer)
         oks = flush_and_mark(nonce, seq)
         send(b"X", message, type(e).__name__, tb, oks[0], oks[1])
         return
-    close_db_connections(django_ready)
+    close_db_connections(closer)
     oks = flush_and_mark(nonce, seq)
     send(b"D", oks[0], oks[1])
 
@@ -406,13 +416,15 @@ def main():
     settings = decode(fields[1])
     for p in fields[2:]:
         sys.path.append(decode(p))
-    django_ready = False
+    closer = None
     if settings:
         try:
             os.environ["DJANGO_SETTINGS_MODULE"] = settings
             import django
-            django.setup()
-            django_ready = True
+            # Django before 1.7 has no setup(): its settings load lazily.
+            if hasattr(django, "setup"):
+                django.setup()
+            closer = db_closer()
         except Exception as e:
             send(b"F", "django.setup() with settings %s failed: %s" % (settings, exception_text(e)), traceback.format_exc())
             return 1
@@ -426,7 +438,7 @@ def main():
         kind, fields = msg
         if kind != b"T" or len(fields) != 7:
             raise ProtocolError("expected a task frame, got %r with %d fields" % (kind, len(fields)))
-        run_task(handlers, nonce, django_ready, fields)
+        run_task(handlers, nonce, closer, fields)
 
 
 if __name__ == "__main__":

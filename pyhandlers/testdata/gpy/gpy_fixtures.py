@@ -90,3 +90,13 @@ def prints(taskStatus, input):
         print("line", i)
     sys.stderr.write("to stderr\n")
     sys.stdout.write("no newline")
+
+
+def noop(taskStatus, input):
+    pass
+
+
+def panics(taskStatus, input):
+    # gpython's sets are Go maps keyed by the object; a tuple (a Go slice)
+    # makes the Go runtime panic.
+    return set([(1, 2)])
