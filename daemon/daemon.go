@@ -424,9 +424,12 @@ func (d *Daemon) persist(what string, ref djangodb.InstanceRef, write func(ctx c
 		if err == nil || errors.Is(err, djangodb.ErrNotFound) {
 			return err
 		}
-		d.log.Warn("ATPD: store write failed; retrying", "operation", what,
-			"type", ref.Type, "identifier", ref.Identifier, "instance_id", ref.ID,
-			"attempt", attempt, "retry_in", backoff, "error", err)
+		attrs := []any{"operation", what}
+		if ref.Type != "" { // unknown before Start has read the instance
+			attrs = append(attrs, "type", ref.Type, "identifier", ref.Identifier)
+		}
+		attrs = append(attrs, "instance_id", ref.ID, "attempt", attempt, "retry_in", backoff, "error", err)
+		d.log.Warn("ATPD: store write failed; retrying", attrs...)
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
