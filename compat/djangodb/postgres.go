@@ -76,7 +76,10 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (Store, error) 
 			zone = ""
 		}
 	}
-	conn, err := pgWithTimeZone(dsn, zone)
+	// binary_parameters makes lib/pq send a parameterised statement in one
+	// round trip instead of two; no []byte is ever bound here, so nothing
+	// else changes.
+	conn, err := pgWithParams(dsn, [2]string{"timezone", zone}, [2]string{"binary_parameters", "yes"})
 	if err != nil {
 		return nil, fmt.Errorf("djangodb: open %s: %w", s.describe, err)
 	}
@@ -95,15 +98,15 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (Store, error) 
 	return s, nil
 }
 
-// pgWithTimeZone adds the timezone run-time parameter to dsn unless it has
-// one already.
-func pgWithTimeZone(dsn, zone string) (string, error) {
-	if zone == "" {
-		return dsn, nil
-	}
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
+// pgWithParams adds connection parameters to dsn (a URL or key=value
+// string), each unless dsn sets it already; empty values are skipped.
+func pgWithParams(dsn string, params ...[2]string) (string, error) {
+	isURL := strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+	var u *url.URL
+	var q url.Values
+	if isURL {
+		var err error
+		if u, err = url.Parse(dsn); err != nil {
 			// url.Error quotes the whole URL, password included.
 			var ue *url.Error
 			if errors.As(err, &ue) {
@@ -111,20 +114,32 @@ func pgWithTimeZone(dsn, zone string) (string, error) {
 			}
 			return "", fmt.Errorf("parse URL: %w", err)
 		}
-		q := u.Query()
-		for k := range q {
-			if strings.EqualFold(k, "timezone") {
-				return dsn, nil
-			}
+		q = u.Query()
+	}
+	for _, p := range params {
+		key, value := p[0], p[1]
+		if value == "" {
+			continue
 		}
-		q.Set("timezone", zone)
+		if isURL {
+			set := false
+			for k := range q {
+				set = set || strings.EqualFold(k, key)
+			}
+			if !set {
+				q.Set(key, value)
+			}
+			continue
+		}
+		if !strings.Contains(strings.ToLower(dsn), strings.ToLower(key)+"=") {
+			dsn = strings.TrimSpace(dsn + " " + key + "='" + strings.ReplaceAll(value, "'", `\'`) + "'")
+		}
+	}
+	if isURL {
 		u.RawQuery = q.Encode()
 		return u.String(), nil
 	}
-	if strings.Contains(strings.ToLower(dsn), "timezone=") {
-		return dsn, nil
-	}
-	return strings.TrimSpace(dsn + " timezone='" + strings.ReplaceAll(zone, "'", `\'`) + "'"), nil
+	return dsn, nil
 }
 
 func (s *pgStore) Describe() string  { return s.describe }

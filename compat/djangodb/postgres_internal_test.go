@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestPgWithTimeZone(t *testing.T) {
+func TestPgWithParams(t *testing.T) {
 	tests := []struct{ name, dsn, zone, want string }{
 		{"URL gets the zone", "postgres://u@h:5432/db?sslmode=disable", "Europe/Vienna",
 			"postgres://u@h:5432/db?sslmode=disable&timezone=Europe%2FVienna"},
@@ -17,13 +17,17 @@ func TestPgWithTimeZone(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := pgWithTimeZone(tc.dsn, tc.zone)
+			got, err := pgWithParams(tc.dsn, [2]string{"timezone", tc.zone})
 			if err != nil || got != tc.want {
-				t.Errorf("pgWithTimeZone(%q, %q) = %q, %v; want %q", tc.dsn, tc.zone, got, err, tc.want)
+				t.Errorf("pgWithParams(%q, timezone=%q) = %q, %v; want %q", tc.dsn, tc.zone, got, err, tc.want)
 			}
 		})
 	}
-	if _, err := pgWithTimeZone("postgres://u:secret@[::1/db", "UTC"); err == nil || strings.Contains(err.Error(), "secret") {
+	two, err := pgWithParams("host=h", [2]string{"timezone", "UTC"}, [2]string{"binary_parameters", "yes"})
+	if want := "host=h timezone='UTC' binary_parameters='yes'"; err != nil || two != want {
+		t.Errorf("two parameters: %q, %v; want %q", two, err, want)
+	}
+	if _, err := pgWithParams("postgres://u:secret@[::1/db", [2]string{"timezone", "UTC"}); err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("unparsable URL: error %v, want one without the password", err)
 	}
 }
