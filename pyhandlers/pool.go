@@ -320,6 +320,10 @@ func (w *worker) run(ctx context.Context, task *executor.Task, input []byte, sta
 			if m, ok := w.frameAfterExit(); ok && m.kind == kindDone {
 				return nil
 			}
+			if p.isStopping() {
+				// Stop killed it; that says nothing about the task.
+				return ErrStopped
+			}
 			return w.died(log)
 		case <-ctx.Done():
 			w.broken = true
@@ -363,8 +367,20 @@ func (w *worker) lost(ctx context.Context, log *slog.Logger) error {
 	}
 }
 
+func (p *Pool) isStopping() bool {
+	select {
+	case <-p.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
 func (w *worker) died(log *slog.Logger) error {
 	w.broken = true
+	if w.pool.isStopping() {
+		return ErrStopped
+	}
 	err := w.exitError()
 	log.Warn("python worker died during a task", "error", err.Error())
 	return err

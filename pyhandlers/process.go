@@ -273,10 +273,31 @@ func (w *worker) frameAfterExit() (message, bool) {
 var aLongTimeAgo = time.Unix(1, 0)
 
 // write sends one frame; ctx interrupts a write the worker does not read.
+// The deadline that interrupts it is cleared again, so that a ctx ending
+// just as the write completes cannot poison the next write to a healthy
+// worker.
 func (w *worker) write(ctx context.Context, frame []byte) error {
-	stop := context.AfterFunc(ctx, func() { w.req.SetWriteDeadline(aLongTimeAgo) })
-	defer stop()
+	var (
+		mu          sync.Mutex
+		finished    bool
+		interrupted bool
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !finished {
+			interrupted = true
+			w.req.SetWriteDeadline(aLongTimeAgo)
+		}
+	})
 	_, err := w.req.Write(frame)
+	stop()
+	mu.Lock()
+	finished = true
+	if interrupted {
+		w.req.SetWriteDeadline(time.Time{})
+	}
+	mu.Unlock()
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
