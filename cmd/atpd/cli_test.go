@@ -34,6 +34,7 @@ func TestCommandLine(t *testing.T) {
 		stdout     []string // substrings
 		stderr     []string
 		noStderr   []string
+		noStdout   []string
 		wantNoFile bool
 	}{
 		{name: "-h prints usage", args: []string{"-h"}, code: 0,
@@ -59,6 +60,10 @@ func TestCommandLine(t *testing.T) {
 			stderr: []string{"config: db:", "mysql://eox:xxxxx@h/db"}, noStderr: []string{"s3cret"}, wantNoFile: true},
 		{name: "bad config file", args: []string{"--config", "/nonexistent/atpd.yaml"}, code: 1,
 			stderr: []string{"/nonexistent/atpd.yaml"}, wantNoFile: true},
+		{name: "unreachable database hides the password", args: []string{"--db", "postgres://eox:s3cret@127.0.0.1:1/eox?connect_timeout=5"}, code: 1,
+			stdout: []string{"start-up failed"}, stderr: []string{"eox:xxxxx@127.0.0.1:1"}, noStderr: []string{"s3cret"}, noStdout: []string{"s3cret"}},
+		{name: "json logs", args: []string{"--log-format", "json", "--db", "postgres://eox@127.0.0.1:1/eox"}, code: 1,
+			stdout: []string{`"level":"INFO","msg":"ATPD: pid=`, `"server_id":"0x`, `"level":"ERROR","msg":"ATPD: start-up failed"`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,6 +79,11 @@ func TestCommandLine(t *testing.T) {
 			for _, s := range tc.stderr {
 				if !strings.Contains(stderr, s) {
 					t.Errorf("stderr lacks %q:\n%s", s, stderr)
+				}
+			}
+			for _, s := range tc.noStdout {
+				if strings.Contains(stdout, s) {
+					t.Errorf("stdout shows %q:\n%s", s, stdout)
 				}
 			}
 			for _, s := range tc.noStderr {

@@ -7,6 +7,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -69,7 +70,17 @@ func TestE2EDemo(t *testing.T) {
 				p = startAtpd(t, "demo", db.settingsEnv(), "-s", "atpdtest.settings", "-p", db.dir, "-p", db.hdlDir,
 					"-n", "2", "--python", db.py, "--poll-interval", "20ms")
 			} else {
-				p = startAtpd(t, "demo", baseEnv(), db.daemonArgs("-n", "2")...)
+				args := db.daemonArgs("-n", "2")
+				if tc.kind.pg {
+					// Trust authentication ignores it; the logs must not show it.
+					u, err := url.Parse(db.dsn)
+					if err != nil {
+						t.Fatal(err)
+					}
+					u.User = url.UserPassword(u.User.Username(), secretPassword)
+					args[1] = u.String()
+				}
+				p = startAtpd(t, "demo", baseEnv(), args...)
 			}
 			idLine := p.waitLine(idPrefix+`INFO: ATPD: id=0x[0-9A-F]{16} \(-?\d+\)$`, startTimeout)
 			prefix := idLine[:strings.Index(idLine, "]")+1]
@@ -112,10 +123,15 @@ func TestE2EDemo(t *testing.T) {
 				t.Errorf("exit code %d after SIGINT, want 0", code)
 			}
 			p.waitLine(idPrefix+`INFO: ATPD: terminated`, time.Second)
+			if strings.Contains(p.out.String(), secretPassword) {
+				t.Errorf("the output shows the database password")
+			}
 			db.assertNoTaskInFlight()
 		})
 	}
 }
+
+const secretPassword = "s3cret-e2e-password"
 
 // TestE2EFailures: a handler that raises, a handler that fails its task,
 // an input that cannot be decoded and a handler path that does not exist
