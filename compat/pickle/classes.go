@@ -129,7 +129,7 @@ func newObject(cls Global, args []any, kw *Dict) (any, error) {
 		case "dict":
 			return &Dict{height: 1}, nil
 		case "list":
-			return &listBox{height: 1}, nil
+			return newList(), nil
 		case "set", "frozenset", "bytes", "bytearray", "complex":
 			if kw.Len() == 0 {
 				return callGlobal(cls, args)
@@ -174,13 +174,8 @@ func makeSet(args []any, frozen bool) (any, error) {
 		return nil, fmt.Errorf("%s is not iterable", kindName(args[0]))
 	}
 	for _, it := range items {
-		k, err := hashKey(it, 0)
-		if err != nil {
+		if err := s.add(it); err != nil {
 			return nil, err
-		}
-		if s.index.find(k) < 0 {
-			s.index.add(k)
-			s.items = append(s.items, it)
 		}
 	}
 	s.height = maxHeight(s.items) + 1

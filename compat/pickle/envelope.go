@@ -50,7 +50,7 @@ func (o DecodeOptions) Decode(text string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return o.Unpickle(p)
+	return o.unpickleOwned(p)
 }
 
 // DecodeAuto decodes data that is either a stored input (base64 text) or a
@@ -73,7 +73,7 @@ func (o DecodeOptions) DecodeAuto(data []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return o.Unpickle(p)
+		return o.unpickleOwned(p)
 	}
 	// A protocol-0 pickle always ends with '.', which base64 never
 	// contains, so text made only of base64 characters is the stored form.
@@ -139,20 +139,35 @@ func (o DecodeOptions) inflate(z []byte) ([]byte, error) {
 		return nil, fmt.Errorf("pickle: %w: %w", ErrZlib, err)
 	}
 	limit := o.maxSize()
-	var buf bytes.Buffer
-	// Typical inputs compress 3 to 10 times; start there, grow if needed.
-	buf.Grow(min(limit, max(512, 4*len(z))))
-	n, err := buf.ReadFrom(io.LimitReader(r, int64(limit)+1))
-	if err != nil {
-		return nil, fmt.Errorf("pickle: %w: %w", ErrZlib, err)
+	// Grow by doubling but never past limit+1 bytes: reaching that proves
+	// the input too large, so a bomb costs about twice the limit at most.
+	// Typical inputs compress 3 to 10 times; start there.
+	buf := make([]byte, 0, min(limit+1, max(512, 4*len(z))))
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > limit {
+				return nil, fmt.Errorf("pickle: %w: decompressed input exceeds %d bytes", ErrTooLarge, limit)
+			}
+			nb := make([]byte, len(buf), min(2*cap(buf), limit+1))
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("pickle: %w: %w", ErrZlib, err)
+		}
 	}
-	if n > int64(limit) {
+	if len(buf) > limit {
 		return nil, fmt.Errorf("pickle: %w: decompressed input exceeds %d bytes", ErrTooLarge, limit)
 	}
 	if err := r.Close(); err != nil {
 		return nil, fmt.Errorf("pickle: %w: %w", ErrZlib, err)
 	}
-	return buf.Bytes(), nil
+	return buf, nil
 }
 
 // Encode pickles v with protocol 2 (readable by Python 2 and 3, see Pickle)

@@ -19,7 +19,9 @@ const (
 // nor a widely shared (memoised) structure can exhaust the stack or take
 // exponential time. Cycles are kept: a list containing itself becomes an
 // []any containing itself.
-func freeze(v any, maxDepth int32) (any, error) {
+func freeze(v any, maxDepth int32, stop int) (any, error) {
+	tooDeep := &Error{Offset: stop, Opcode: opStop, Err: ErrTooDeep,
+		Msg: fmt.Sprintf("containers nested deeper than %d levels", maxDepth)}
 	if !isBox(v) {
 		return v, nil
 	}
@@ -37,7 +39,7 @@ func freeze(v any, maxDepth int32) (any, error) {
 		if slot == nil {
 			h := f.height + 1
 			if h > maxDepth {
-				return nil, fmt.Errorf("pickle: %w: containers nested deeper than %d levels", ErrTooDeep, maxDepth)
+				return nil, tooDeep
 			}
 			closeNode(f.node, h)
 			stack = stack[:len(stack)-1]
@@ -49,25 +51,65 @@ func freeze(v any, maxDepth int32) (any, error) {
 		}
 		f.next++
 		c := *slot
-		if !isBox(c) {
+		fin, h, walk, ok := inspect(c)
+		if !ok {
 			continue
 		}
-		*slot = final(c)
-		switch walkOf(c) {
+		*slot = fin
+		if h == 1 {
+			// Nothing but scalars was ever put into it (any container
+			// would have raised its height): nothing to walk.
+			if walk == walkNew {
+				closeNode(c, 1)
+			}
+			f.height = max(f.height, 1)
+			continue
+		}
+		switch walk {
 		case walkDone:
-			f.height = max(f.height, heightOf(c))
+			f.height = max(f.height, h)
 		case walkOpen:
 			// A cycle: the value refers to itself, its height is not
 			// a nesting the walkers will follow twice.
 		default:
 			if len(stack) >= int(maxDepth) {
-				return nil, fmt.Errorf("pickle: %w: containers nested deeper than %d levels", ErrTooDeep, maxDepth)
+				return nil, tooDeep
 			}
 			open(c)
 			stack = append(stack, frame{node: c})
 		}
 	}
 	return final(v), nil
+}
+
+// inspect returns, for a decoding box, its final value, recorded height and
+// walk state, in one type switch (this runs for every value decoded).
+func inspect(v any) (fin any, h int32, walk uint8, ok bool) {
+	switch b := v.(type) {
+	case *listBox:
+		if b.items == nil {
+			b.items = []any{}
+		}
+		return b.items, b.height, b.walk, true
+	case *tupleBox:
+		if b.items == nil {
+			b.items = Tuple{}
+		}
+		return Tuple(b.items), b.height, b.walk, true
+	case *setBox:
+		if b.items == nil {
+			b.items = []any{}
+		}
+		if b.frozen {
+			return FrozenSet(b.items), b.height, b.walk, true
+		}
+		return Set(b.items), b.height, b.walk, true
+	case *Dict:
+		return b, b.height, b.walk, b != nil
+	case *Object:
+		return b, b.height, b.walk, b != nil
+	}
+	return v, 0, 0, false
 }
 
 func isBox(v any) bool {

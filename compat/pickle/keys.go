@@ -177,42 +177,65 @@ func seqKey(open byte, items []any, depth int, sorted bool) (string, error) {
 	return b.String(), nil
 }
 
-// hindex finds keys among a dict's or set's entries: a linear scan while
-// small, a map beyond.
+// hindex finds keys among a dict's or set's entries. While the container
+// is small there is no map: keys are compared with the entries themselves,
+// which for string keys costs no allocation at all.
 type hindex struct {
-	keys []hkey
-	m    map[hkey]int32
+	m map[hkey]int32
 }
 
-func (h *hindex) find(k hkey) int {
+// find returns the position of k among n keys given by at, or -1.
+func (h *hindex) find(k hkey, n int, at func(int) any) int {
 	if h.m != nil {
 		if i, ok := h.m[k]; ok {
 			return int(i)
 		}
 		return -1
 	}
-	for i := range h.keys {
-		if h.keys[i] == k {
+	for i := range n {
+		if keyMatches(at(i), k) {
 			return i
 		}
 	}
 	return -1
 }
 
-// add records k as the next entry; the caller checked it is new.
-func (h *hindex) add(k hkey) {
+// added records that the key at position n-1 is k, building the map once
+// the container outgrows a linear scan.
+func (h *hindex) added(k hkey, n int, at func(int) any) {
 	if h.m != nil {
-		h.m[k] = int32(len(h.m))
+		h.m[k] = int32(n - 1)
 		return
 	}
-	h.keys = append(h.keys, k)
-	if len(h.keys) > smallIndex {
-		h.m = make(map[hkey]int32, 2*len(h.keys))
-		for i, k := range h.keys {
-			h.m[k] = int32(i)
-		}
-		h.keys = nil
+	if n <= smallIndex {
+		return
 	}
+	h.m = make(map[hkey]int32, 2*n)
+	for i := range n - 1 {
+		if hk, err := hashKey(at(i), 0); err == nil {
+			h.m[hk] = int32(i)
+		}
+	}
+	h.m[k] = int32(n - 1)
+}
+
+// keyMatches reports whether key (a stored key) has the hash key k.
+func keyMatches(key any, k hkey) bool {
+	switch key := key.(type) {
+	case string:
+		return k.str && key == k.s
+	case int64:
+		if k.str || len(k.s) < 2 || k.s[0] != 'i' {
+			return false
+		}
+		n, err := strconv.ParseInt(k.s[1:], 10, 64)
+		return err == nil && n == key
+	}
+	if k.str {
+		return false
+	}
+	hk, err := hashKey(key, 0)
+	return err == nil && hk == k
 }
 
 // ident is a container's identity for the encoder's memo and the JSON

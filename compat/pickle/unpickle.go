@@ -9,6 +9,8 @@ import (
 	"math/big"
 	"slices"
 	"strconv"
+	"unicode/utf8"
+	"unsafe"
 )
 
 // Limits applied when DecodeOptions leaves them zero.
@@ -182,10 +184,20 @@ func isOpcode(c byte) bool {
 // they were stored in the memo or in another container, so they need a
 // stable identity until STOP; freeze then turns them into the plain Go
 // values handlers get.
+//
+// Small lists and tuples keep their items inside the box: one allocation
+// instead of two for the many short ones (coordinates, argument tuples).
 type listBox struct {
 	items  []any
 	height int32
 	walk   uint8
+	inline [4]any
+}
+
+func newList() *listBox {
+	l := &listBox{height: 1}
+	l.items = l.inline[:0:len(l.inline)]
+	return l
 }
 
 type tupleBox struct {
@@ -194,6 +206,18 @@ type tupleBox struct {
 	walk   uint8
 	keyed  bool
 	key    string
+	inline [4]any
+}
+
+func newTuple(items []any) *tupleBox {
+	t := &tupleBox{}
+	if len(items) <= len(t.inline) {
+		t.items = t.inline[:len(items):len(items)]
+		copy(t.items, items)
+	} else {
+		t.items = slices.Clone(items)
+	}
+	return t
 }
 
 type setBox struct {
@@ -202,6 +226,21 @@ type setBox struct {
 	frozen bool
 	height int32
 	walk   uint8
+}
+
+func (s *setBox) itemAt(i int) any { return s.items[i] }
+
+// add adds v unless an equal element is there.
+func (s *setBox) add(v any) error {
+	k, err := hashKey(v, 0)
+	if err != nil {
+		return err
+	}
+	if s.index.find(k, len(s.items), s.itemAt) < 0 {
+		s.items = append(s.items, v)
+		s.index.added(k, len(s.items), s.itemAt)
+	}
+	return nil
 }
 
 func heightOf(v any) int32 {
@@ -232,10 +271,16 @@ func maxHeight(items []any) int32 {
 	return h
 }
 
-type holeType struct{}
+// memoChunk is a block of the memo. The memo grows in blocks rather than
+// as one slice: Python 3 memoises nearly every object, and copying a
+// pointer slice of hundreds of thousands of entries on each growth (with
+// the collector's write barriers) cost more than the rest of MEMOIZE.
+const memoChunk = 1024
 
-// memoHole marks memo slots never written (None is a valid memo value).
-var memoHole any = holeType{}
+type memoBlock struct {
+	vals [memoChunk]any
+	set  [memoChunk / 64]uint64
+}
 
 type unpickler struct {
 	data     []byte
@@ -243,7 +288,8 @@ type unpickler struct {
 	op       int // offset of the opcode being run
 	stack    []any
 	marks    []int
-	memo     []any
+	memo     []*memoBlock
+	memoN    uint64 // MEMOIZE's next index: the number of entries stored
 	memoMap  map[uint64]any
 	maxDepth int32
 	proto    int
@@ -256,11 +302,20 @@ func Unpickle(data []byte) (any, error) {
 }
 
 // Unpickle decodes a raw pickle. Data after the STOP opcode is ignored, as
-// Python's pickle.loads ignores it.
+// Python's pickle.loads ignores it. The decoded value does not refer to
+// data, which the caller may reuse.
 func (o DecodeOptions) Unpickle(data []byte) (any, error) {
 	if len(data) > o.maxSize() {
 		return nil, fmt.Errorf("pickle: %w: %d bytes, the limit is %d", ErrTooLarge, len(data), o.maxSize())
 	}
+	return o.unpickleOwned(bytes.Clone(data))
+}
+
+// unpickleOwned decodes a buffer nobody else holds or will change. Strings
+// and bytes in the result point into it instead of being copied one by one:
+// with many short strings that halves the allocations, at the price of the
+// whole buffer living as long as any of them.
+func (o DecodeOptions) unpickleOwned(data []byte) (any, error) {
 	u := &unpickler{
 		data:     data,
 		stack:    make([]any, 0, 32),
@@ -270,7 +325,7 @@ func (o DecodeOptions) Unpickle(data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return freeze(v, u.maxDepth)
+	return freeze(v, u.maxDepth, u.op)
 }
 
 func (u *unpickler) errf(format string, args ...any) error {
@@ -374,38 +429,45 @@ func (u *unpickler) line() ([]byte, error) {
 	return b, nil
 }
 
+// memoBlocks bounds the dense memo: indices beyond it (LONG_BINPUT can
+// name any 32-bit index) go to a map instead of allocating blocks.
+const memoBlocks = 1 << 16
+
 func (u *unpickler) memoPut(idx uint64, v any) {
-	if idx < uint64(len(u.memo)) {
-		u.memo[idx] = v
-		return
-	}
-	if idx < uint64(len(u.memo))+4096 {
-		for uint64(len(u.memo)) < idx {
-			u.memo = append(u.memo, memoHole)
+	if bi := idx / memoChunk; bi < memoBlocks && bi <= uint64(len(u.memo)) {
+		if bi == uint64(len(u.memo)) {
+			u.memo = append(u.memo, new(memoBlock))
 		}
-		u.memo = append(u.memo, v)
+		blk, i := u.memo[bi], idx%memoChunk
+		if blk.set[i/64]&(1<<(i%64)) == 0 {
+			blk.set[i/64] |= 1 << (i % 64)
+			u.memoN++
+		}
+		blk.vals[i] = v
 		return
 	}
 	if u.memoMap == nil {
 		u.memoMap = make(map[uint64]any)
 	}
+	if _, ok := u.memoMap[idx]; !ok {
+		u.memoN++
+	}
 	u.memoMap[idx] = v
 }
 
 func (u *unpickler) memoGet(idx uint64) error {
-	if idx < uint64(len(u.memo)) && u.memo[idx] != memoHole {
-		u.push(u.memo[idx])
-		return nil
+	if bi := idx / memoChunk; bi < uint64(len(u.memo)) {
+		blk, i := u.memo[bi], idx%memoChunk
+		if blk.set[i/64]&(1<<(i%64)) != 0 {
+			u.push(blk.vals[i])
+			return nil
+		}
 	}
 	if v, ok := u.memoMap[idx]; ok {
 		u.push(v)
 		return nil
 	}
 	return u.errf("memo value not found at index %d", idx)
-}
-
-func (u *unpickler) memoCount() uint64 {
-	return uint64(len(u.memo)) + uint64(len(u.memoMap))
 }
 
 // run executes opcodes until STOP. It never recurses, so the depth of the
@@ -511,7 +573,7 @@ func (u *unpickler) run() (any, error) {
 				if n < 0 {
 					err = u.errf("BINSTRING pickle has negative byte count")
 				} else if b, err = u.take(uint64(n)); err == nil {
-					u.push(string(b))
+					u.push(ownedString(b))
 				}
 			}
 		case opShortBinString:
@@ -547,37 +609,45 @@ func (u *unpickler) run() (any, error) {
 		case opTuple:
 			var items []any
 			if items, err = u.popMark(); err == nil {
-				err = u.pushTuple(slices.Clone(items))
+				err = u.pushTuple(items)
 			}
 		case opTuple1, opTuple2, opTuple3:
 			n := int(code-opTuple1) + 1
 			if len(u.stack)-u.floor() < n {
 				err = u.errf("unpickling stack underflow")
 			} else {
-				items := slices.Clone(u.stack[len(u.stack)-n:])
+				items := u.stack[len(u.stack)-n:]
 				u.stack = u.stack[:len(u.stack)-n]
 				err = u.pushTuple(items)
 			}
 		case opEmptyList:
-			u.push(&listBox{height: 1})
+			u.push(newList())
 		case opList:
 			var items []any
 			if items, err = u.popMark(); err == nil {
-				l := &listBox{items: slices.Clone(items), height: maxHeight(items) + 1}
+				l := newList()
+				l.items = append(l.items, items...)
+				l.height = maxHeight(items) + 1
 				if l.height > u.maxDepth {
 					return nil, u.tooDeep()
 				}
 				u.push(l)
 			}
 		case opAppend:
-			var v any
-			if v, err = u.pop(); err == nil {
-				err = u.appendTo([]any{v})
+			if n := len(u.stack); n-u.floor() < 2 {
+				err = u.errf("unpickling stack underflow")
+			} else {
+				err = u.appendTo(u.stack[n-2], u.stack[n-1:])
+				u.stack[n-1] = nil
+				u.stack = u.stack[:n-1]
 			}
 		case opAppends:
 			var items []any
 			if items, err = u.popMark(); err == nil {
-				err = u.appendTo(items)
+				var target any
+				if target, err = u.top(); err == nil {
+					err = u.appendTo(target, items)
+				}
 			}
 		case opEmptyDict:
 			u.push(&Dict{height: 1})
@@ -689,7 +759,7 @@ func (u *unpickler) run() (any, error) {
 		case opMemoize:
 			var v any
 			if v, err = u.top(); err == nil {
-				u.memoPut(u.memoCount(), v)
+				u.memoPut(u.memoN, v)
 			}
 		case opGet:
 			var b []byte
@@ -726,17 +796,30 @@ func (u *unpickler) run() (any, error) {
 
 type pushFunc func(u *unpickler, b []byte) error
 
-func pushStr(u *unpickler, b []byte) error { u.push(string(b)); return nil }
+func pushStr(u *unpickler, b []byte) error { u.push(ownedString(b)); return nil }
 
-func pushBytes(u *unpickler, b []byte) error { u.push(Bytes(bytes.Clone(b))); return nil }
+func pushBytes(u *unpickler, b []byte) error { u.push(Bytes(b[:len(b):len(b)])); return nil }
 
 func pushUTF8(u *unpickler, b []byte) error {
+	if utf8.Valid(b) {
+		u.push(ownedString(b))
+		return nil
+	}
 	s, err := decodeUTF8(b)
 	if err != nil {
 		return u.errf("%v", err)
 	}
 	u.push(s)
 	return nil
+}
+
+// ownedString views bytes of the unpickler's private buffer as a string.
+// Safe because that buffer is never written after decoding starts.
+func ownedString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // loadCounted reads a little-endian length of width bytes and that many
@@ -878,8 +961,10 @@ func (u *unpickler) loadString() error {
 	return nil
 }
 
+// pushTuple pushes a tuple of a copy of items (which may alias the stack).
 func (u *unpickler) pushTuple(items []any) error {
-	t := &tupleBox{items: items, height: maxHeight(items) + 1}
+	t := newTuple(items)
+	t.height = maxHeight(items) + 1
 	if t.height > u.maxDepth {
 		return u.tooDeep()
 	}
@@ -900,11 +985,7 @@ func (u *unpickler) grow(height *int32, h int32) error {
 
 // appendTo runs APPEND/APPENDS: the target (left on the stack) is a list,
 // or an object of a list subclass.
-func (u *unpickler) appendTo(items []any) error {
-	target, err := u.top()
-	if err != nil {
-		return err
-	}
+func (u *unpickler) appendTo(target any, items []any) error {
 	switch t := target.(type) {
 	case *listBox:
 		t.items = append(t.items, items...)
@@ -935,6 +1016,7 @@ func (u *unpickler) setItems(target any, items []any) error {
 	default:
 		return u.errf("cannot set items on %s", kindName(target))
 	}
+	d.entries = slices.Grow(d.entries, len(items)/2)
 	for i := 0; i < len(items); i += 2 {
 		k, err := hashKey(items[i], 0)
 		if err != nil {
@@ -956,13 +1038,8 @@ func (u *unpickler) addItems(target any, items []any) error {
 	switch t := target.(type) {
 	case *setBox:
 		for _, it := range items {
-			k, err := hashKey(it, 0)
-			if err != nil {
+			if err := t.add(it); err != nil {
 				return u.wrap(err)
-			}
-			if t.index.find(k) < 0 {
-				t.index.add(k)
-				t.items = append(t.items, it)
 			}
 		}
 		return u.grow(&t.height, maxHeight(items))

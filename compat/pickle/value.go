@@ -154,10 +154,26 @@ func (d *Dict) Get(key any) (any, bool) {
 	if err != nil {
 		return nil, false
 	}
-	if i := d.index.find(k); i >= 0 {
+	if i := d.find(k); i >= 0 {
 		return d.entries[i].Value, true
 	}
 	return nil, false
+}
+
+func (d *Dict) keyAt(i int) any { return d.entries[i].Key }
+
+func (d *Dict) find(k hkey) int {
+	if d.index.m != nil || !k.str {
+		return d.index.find(k, len(d.entries), d.keyAt)
+	}
+	// The common case, a small dict of string keys, without an indirect
+	// call per entry.
+	for i := range d.entries {
+		if s, ok := d.entries[i].Key.(string); ok && s == k.s {
+			return i
+		}
+	}
+	return -1
 }
 
 // Set stores value under key, replacing the value of an equal key in place
@@ -173,12 +189,12 @@ func (d *Dict) Set(key, value any) error {
 }
 
 func (d *Dict) set(k hkey, key, value any) {
-	if i := d.index.find(k); i >= 0 {
+	if i := d.find(k); i >= 0 {
 		d.entries[i].Value = value
 		return
 	}
-	d.index.add(k)
 	d.entries = append(d.entries, DictEntry{Key: key, Value: value})
+	d.index.added(k, len(d.entries), d.keyAt)
 }
 
 // StringMap returns the entries as a Go map when every key is a string.
