@@ -15,11 +15,20 @@ import (
 // nothing can touch a real ./atpd.sqlite3, with no ATPD_ variable set.
 func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runCLIEnv(t, nil, stdin, args...)
+}
+
+// runCLIEnv is runCLI with the environment variables env set.
+func runCLIEnv(t *testing.T, env map[string]string, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	t.Chdir(t.TempDir())
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "ATPD_") || k == "DJANGO_SETTINGS_MODULE" {
 			t.Setenv(k, "")
 		}
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
 	}
 	var out, errOut bytes.Buffer
 	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)

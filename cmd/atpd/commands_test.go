@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -151,5 +152,40 @@ func TestMigrate(t *testing.T) {
 	code, stdout, stderr = runCLI(t, "", "migrate", "--db", pg)
 	if code != 0 || !strings.Contains(stdout, "nothing to do") {
 		t.Fatalf("migrate of a Django-migrated PostgreSQL: exit %d, %q %q", code, stdout, stderr)
+	}
+}
+
+// TestMigrateConfigLayers: the database `atpd migrate` creates is the one
+// the strongest layer names: flag over ATPD_DB over the config file.
+func TestMigrateConfigLayers(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "atpd.yaml")
+	db := func(name string) string { return "sqlite:" + filepath.Join(dir, name+".sqlite3") }
+	if err := os.WriteFile(file, []byte("db: "+db("file")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"file", nil, []string{"--config", file}, "file"},
+		{"file named by ATPD_CONFIG", map[string]string{"ATPD_CONFIG": file}, nil, "file"},
+		{"environment over file", map[string]string{"ATPD_DB": db("env")}, []string{"--config", file}, "env"},
+		{"flag over environment", map[string]string{"ATPD_DB": db("env")}, []string{"--config", file, "--db", db("flag")}, "flag"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			want := strings.TrimPrefix(db(tc.want), "sqlite:")
+			os.Remove(want)
+			code, stdout, stderr := runCLIEnv(t, tc.env, "", append([]string{"migrate"}, tc.args...)...)
+			if code != 0 || !strings.Contains(stdout, "created the ATP tables in sqlite:"+want) {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want the tables created in %s", code, stdout, stderr, want)
+			}
+			if _, err := os.Stat(want); err != nil {
+				t.Errorf("migrate did not create %s: %v", want, err)
+			}
+		})
 	}
 }
