@@ -99,7 +99,7 @@ func TestPostgres(t *testing.T) {
 					t.Errorf("tables = %v, want %v", tables, atpTables)
 				}
 				migs := queryStrings(t, db, `SELECT app || '.' || name FROM django_migrations ORDER BY id`)
-				if want := []string{"processes.0001_initial"}; !reflect.DeepEqual(migs, want) {
+				if want := []string{"processes.0001_initial", "processes.0002_auto_20181203_0914"}; !reflect.DeepEqual(migs, want) {
 					t.Errorf("django_migrations = %v, want %v", migs, want)
 				}
 				types := queryStrings(t, db, `SELECT column_name || ' ' || data_type FROM information_schema.columns
@@ -163,7 +163,7 @@ func TestSQLite(t *testing.T) {
 				t.Errorf("tables = %v, want %v", tables, atpTables)
 			}
 			migs := queryStrings(t, db, `SELECT app || '.' || name FROM django_migrations ORDER BY id`)
-			if want := []string{"processes.0001_initial"}; !reflect.DeepEqual(migs, want) {
+			if want := []string{"processes.0001_initial", "processes.0002_auto_20181203_0914"}; !reflect.DeepEqual(migs, want) {
 				t.Errorf("django_migrations = %v, want %v", migs, want)
 			}
 			ddl := queryStrings(t, db, `SELECT sql FROM sqlite_master WHERE name = 'processes_task'`)
