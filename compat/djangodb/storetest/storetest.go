@@ -105,6 +105,9 @@ func Run(t *testing.T, h Harness) {
 		t.Run(ConfigName(c), func(t *testing.T) {
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
+					// Each case has its own database; most of the time is
+					// spent creating it, which overlaps well.
+					t.Parallel()
 					tc.fn(t, newEnv(t, h, c))
 				})
 			}
