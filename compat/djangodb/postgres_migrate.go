@@ -14,10 +14,10 @@ const pgDjangoMigrations = `CREATE TABLE IF NOT EXISTS "django_migrations" ("id"
 var pgMigrations = []string{"0001_initial", "0002_auto_20181203_0914"}
 
 // pgSchema is `manage.py sqlmigrate processes 0001_initial` on PostgreSQL
-// (0002_auto_20181203_0914 changes no DDL there)
 // (Django 3.2), statement for statement and in Django's order, so that the
 // constraint and index names, column order and deferrability are exactly
-// what a Django-migrated database has. The tests compare the two catalogs.
+// what a Django-migrated database has; 0002_auto_20181203_0914 changes no
+// DDL there. The tests compare the two catalogs.
 var pgSchema = []string{
 	`CREATE TABLE "processes_instance" ("id" serial NOT NULL PRIMARY KEY, "identifier" varchar(64) NOT NULL, "timeInsert" timestamp with time zone NOT NULL, "timeUpdate" timestamp with time zone NOT NULL, "status" integer NOT NULL)`,
 	`CREATE TABLE "processes_type" ("id" serial NOT NULL PRIMARY KEY, "identifier" varchar(64) NOT NULL UNIQUE, "handler" varchar(1024) NOT NULL, "maxstart" integer NOT NULL, "timeout" double precision NOT NULL, "timeret" double precision NOT NULL)`,
