@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lib/pq"
 )
@@ -310,7 +311,7 @@ func (s *pgStore) Enqueue(ctx context.Context, typ, identifier, input, message s
 				INSERT INTO processes_task (instance_id, time, lock) SELECT id, $7, 0 FROM i
 			)
 			SELECT id FROM i`,
-			typ, identifier, tInst, tLog, message, input, tTask).Scan(&id)
+			typ, identifier, tInst, tLog, pgText(message), input, tTask).Scan(&id)
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
@@ -392,7 +393,7 @@ func (s *pgStore) Dequeue(ctx context.Context, serverID int64, limit int, messag
 			)
 			INSERT INTO processes_logrecord (instance_id, time, status, message)
 			SELECT v.id, v.tl, 2, $4 FROM v JOIN u ON u.id = v.id`,
-			pq.Array(ids), pq.Array(updates), pq.Array(logs), message)
+			pq.Array(ids), pq.Array(updates), pq.Array(logs), pgText(message))
 		if err != nil {
 			return err
 		}
@@ -407,6 +408,16 @@ func (s *pgStore) Dequeue(ctx context.Context, serverID int64, limit int, messag
 		return nil, fmt.Errorf("djangodb: dequeue for server 0x%016X: %w", uint64(serverID), err)
 	}
 	return ids, nil
+}
+
+// pgText makes free text storable: PostgreSQL rejects invalid UTF-8 and NUL
+// in text columns, and a handler's error message that carries either must
+// not keep its task from being marked FAILED.
+func pgText(s string) string {
+	if utf8.ValidString(s) && !strings.Contains(s, "\x00") {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 // pgTime renders t for a timestamptz[] array literal, to the microsecond.
@@ -449,7 +460,7 @@ type querier interface {
 // pgChangeStatus runs a status change on q; found is false when the
 // instance does not exist (or does not meet the statement's condition).
 func pgChangeStatus(ctx context.Context, q querier, stmt pgStatusStmt, id int64, status Status, message string) (ref InstanceRef, found bool, err error) {
-	args := []any{id, int(status), processClock.now(), processClock.now(), message}
+	args := []any{id, int(status), processClock.now(), processClock.now(), pgText(message)}
 	if stmt.newTask {
 		args = append(args, processClock.now())
 	}
@@ -554,7 +565,7 @@ func (s *pgStore) SetResponse(ctx context.Context, id int64, data []byte, mimeTy
 	err := s.queryRow(ctx, `WITH i AS (SELECT id FROM processes_instance WHERE id = $1 FOR KEY SHARE)
 		INSERT INTO processes_response (instance_id, response, "mimeType") SELECT id, $2, $3 FROM i
 		ON CONFLICT (instance_id) DO UPDATE SET response = EXCLUDED.response, "mimeType" = EXCLUDED."mimeType"
-		RETURNING id`, []any{id, EncodeResponse(data), mimeType}, &rowID)
+		RETURNING id`, []any{id, EncodeResponse(data), pgText(mimeType)}, &rowID)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = ErrNotFound
 	}

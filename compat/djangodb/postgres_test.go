@@ -60,3 +60,49 @@ func openPostgres(t testing.TB, dsn string, opts djangodb.Options) djangodb.Stor
 func TestPostgresConformance(t *testing.T) {
 	storetest.Run(t, postgresHarness)
 }
+
+// TestPostgresUnstorableText: PostgreSQL refuses invalid UTF-8 and NUL in
+// text, and a handler's error message may carry either; the status change
+// must still be written, with the bad bytes replaced.
+func TestPostgresUnstorableText(t *testing.T) {
+	c := testdb.Config{UseTZ: true, TimeZone: "UTC"}
+	s := openPostgres(t, testdb.Postgres(t, c), testdb.Options(c))
+	ctx := t.Context()
+	if _, err := s.RegisterType(ctx, djangodb.TypeSpec{Identifier: "T", Handler: "h.h", Timeout: 60}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.Enqueue(ctx, "T", "t", "", "enqueued \x00 here")
+	if err != nil {
+		t.Fatalf("enqueue with a NUL in the message: %v", err)
+	}
+	tests := []struct{ name, message, want string }{
+		{"invalid UTF-8", "KeyError: '\xff\xfe'", "KeyError: '\uFFFD'"},
+		{"NUL", "a\x00b", "a\uFFFDb"},
+		{"valid text unchanged", "ünïcødé ✓ \U0001F600", "ünïcødé ✓ \U0001F600"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := s.SetStatus(ctx, id, djangodb.Failed, tc.message); err != nil {
+				t.Fatalf("SetStatus(FAILED, %q): %v", tc.message, err)
+			}
+			recs, err := s.Log(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := recs[len(recs)-1].Message; got != tc.want {
+				t.Errorf("stored message %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if err := s.SetResponse(ctx, id, []byte{0, 0xff}, "text/\xffplain"); err != nil {
+		t.Fatalf("SetResponse with a bad MIME type: %v", err)
+	}
+	r, err := s.Response(ctx, id)
+	if err != nil || string(r.Data) != "\x00\xff" || r.MimeType != "text/\uFFFDplain" {
+		t.Errorf("Response() = %q %q, %v", r.Data, r.MimeType, err)
+	}
+	recs, _ := s.Log(ctx, id)
+	if recs[0].Message != "enqueued \uFFFD here" {
+		t.Errorf("enqueue message stored as %q", recs[0].Message)
+	}
+}
