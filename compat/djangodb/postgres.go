@@ -24,7 +24,9 @@ import (
 //     for each other, and the reference daemon's `UPDATE ... WHERE lock = 0`
 //     waits for our transaction and then finds the row gone.
 //   - Where several rows are locked, task rows are locked before instance
-//     rows, the order Dequeue needs, so that the two do not deadlock.
+//     rows, the order Dequeue needs, so that the two do not deadlock. The
+//     one exception, retirement, locks FINISHED/FAILED instances, which
+//     have no waiting task rows for Dequeue to hold.
 //   - Timestamps are instants from processClock bound as parameters, never
 //     the server's now(): log order must follow the order this process
 //     wrote in, and the columns are timestamptz so the session time zone

@@ -305,7 +305,3 @@ func checkLogTimes(t testing.TB, recs []djangodb.LogRecord) {
 		}
 	}
 }
-
-// sameInstant reports whether a and b are the same instant at microsecond
-// precision (what every supported column keeps).
-func sameInstant(a, b time.Time) bool { return a.Equal(b) }
