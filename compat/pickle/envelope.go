@@ -68,17 +68,17 @@ func (o DecodeOptions) DecodeAuto(data []byte) (any, error) {
 	if data[0] == opProto {
 		return o.Unpickle(data)
 	}
+	// A protocol-0 pickle always ends with '.', which base64 never
+	// contains, so text made only of base64 characters is the stored form.
+	if t := trimText(data); len(t) > 0 && isBase64Text(t) {
+		return o.Decode(string(data))
+	}
 	if isZlibHeader(data) {
 		p, err := o.inflate(data)
 		if err != nil {
 			return nil, err
 		}
 		return o.unpickleOwned(p)
-	}
-	// A protocol-0 pickle always ends with '.', which base64 never
-	// contains, so text made only of base64 characters is the stored form.
-	if t := trimText(data); len(t) > 0 && isBase64Text(t) {
-		return o.Decode(string(data))
 	}
 	return o.Unpickle(data)
 }
