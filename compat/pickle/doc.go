@@ -41,7 +41,7 @@
 // arrays; set and frozenset as arrays sorted (null, booleans, numbers by
 // value, strings, arrays, objects); dict as an object in its order, keys
 // that are not strings written as their Python repr; datetime, date, time
-// as ISO 8601 (isoformat); timedelta as an ISO 8601 duration (P1DT2H3.5S,
+// as ISO 8601 (isoformat); timedelta as an ISO 8601 duration (P1DT2H3.500000S,
 // with a leading minus when negative); Decimal as its string; complex as
 // {"__complex__": [real, imag]}; a class as {"__global__": "module.Name"};
 // another object as {"__object__": "module.Name", "args": [...],
@@ -57,14 +57,26 @@
 // by DecodeOptions.MaxDepth. Only a malformed pickle is an error (an
 // *Error naming the opcode and its offset); an unknown class is not.
 //
+// Strings and Bytes in a decoded value share the decompressed pickle's
+// memory instead of each being copied: a value keeps that buffer (at most
+// MaxSize) alive. Modifying a Bytes in place changes that value wherever
+// the pickle referred to it, as it would in Python, and nothing else.
+//
+// # Entry points
+//
+// Decode and Encode convert between Go values and the stored text.
+// Unpickle and Pickle work on raw pickles. DecodeAuto accepts any of the
+// stored text, a raw pickle or a zlib-compressed one (for `atpd
+// decode-input`), and ToJSON renders a value, compact or with JSONIndent.
+//
 // # Why not gopickle's unpickler
 //
 // github.com/nlpodyssey/gopickle's Unpickler served as the reference for
 // the opcode semantics, but this package runs its own opcode loop over the
 // decompressed bytes, because that Unpickler cannot be made to meet the
 // requirements above: its errors carry no opcode offset; it allocates
-// every declared length before reading (a 5-byte BINBYTES8 header asks for
-// exabytes); it panics on some malformed input (LONG1 of length 0, an odd
+// every declared length before reading (a 9-byte BINBYTES8 header can ask
+// for exabytes); it panics on some malformed input (LONG1 of length 0, an odd
 // number of DICT items); REDUCE on a class it does not know is an error,
 // not a generic object; STRING escapes, raw-unicode-escape and datetime,
 // Decimal and _codecs.encode are left undone; its Dict looks keys up by a

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Sentinel errors, for errors.Is.
@@ -134,10 +135,11 @@ func unbase64(text []byte) ([]byte, error) {
 // inflate decompresses a zlib stream, stopping as soon as the output
 // passes the size limit so that a compression bomb costs at most MaxSize.
 func (o DecodeOptions) inflate(z []byte) ([]byte, error) {
-	r, err := zlib.NewReader(bytes.NewReader(z))
+	r, err := zlibReader(bytes.NewReader(z))
 	if err != nil {
 		return nil, fmt.Errorf("pickle: %w: %w", ErrZlib, err)
 	}
+	defer zlibReaders.Put(r)
 	limit := o.maxSize()
 	// Grow by doubling but never past limit+1 bytes: reaching that proves
 	// the input too large, so a bomb costs about twice the limit at most.
@@ -170,6 +172,21 @@ func (o DecodeOptions) inflate(z []byte) ([]byte, error) {
 	return buf, nil
 }
 
+// zlibReaders keeps inflaters for reuse: each holds a 32 KiB window and
+// tables, far more than decoding a typical input otherwise allocates.
+var zlibReaders sync.Pool
+
+func zlibReader(src io.Reader) (io.ReadCloser, error) {
+	if r, ok := zlibReaders.Get().(io.ReadCloser); ok {
+		if err := r.(zlib.Resetter).Reset(src, nil); err != nil {
+			zlibReaders.Put(r)
+			return nil, err
+		}
+		return r, nil
+	}
+	return zlib.NewReader(src)
+}
+
 // Encode pickles v with protocol 2 (readable by Python 2 and 3, see Pickle)
 // and returns the stored form base64(zlib(pickle)), as tracker.enqueueTask
 // writes it. zlib uses Python's default level.
@@ -179,8 +196,17 @@ func Encode(v any) (string, error) {
 		return "", err
 	}
 	var buf bytes.Buffer
-	w := zlib.NewWriter(&buf)
+	w, ok := zlibWriters.Get().(*zlib.Writer)
+	if ok {
+		w.Reset(&buf)
+	} else {
+		w = zlib.NewWriter(&buf)
+	}
 	w.Write(p) // a bytes.Buffer does not fail
 	w.Close()
+	zlibWriters.Put(w)
 	return base64.StdEncoding.EncodeToString(buf.Bytes()), nil
 }
+
+// zlibWriters keeps deflaters (several hundred KiB of state each).
+var zlibWriters sync.Pool

@@ -20,8 +20,10 @@ const (
 // exponential time. Cycles are kept: a list containing itself becomes an
 // []any containing itself.
 func freeze(v any, maxDepth int32, stop int) (any, error) {
-	tooDeep := &Error{Offset: stop, Opcode: opStop, Err: ErrTooDeep,
-		Msg: fmt.Sprintf("containers nested deeper than %d levels", maxDepth)}
+	tooDeep := func() error {
+		return &Error{Offset: stop, Opcode: opStop, Err: ErrTooDeep,
+			Msg: fmt.Sprintf("containers nested deeper than %d levels", maxDepth)}
+	}
 	if !isBox(v) {
 		return v, nil
 	}
@@ -39,7 +41,7 @@ func freeze(v any, maxDepth int32, stop int) (any, error) {
 		if slot == nil {
 			h := f.height + 1
 			if h > maxDepth {
-				return nil, tooDeep
+				return nil, tooDeep()
 			}
 			closeNode(f.node, h)
 			stack = stack[:len(stack)-1]
@@ -73,7 +75,7 @@ func freeze(v any, maxDepth int32, stop int) (any, error) {
 			// a nesting the walkers will follow twice.
 		default:
 			if len(stack) >= int(maxDepth) {
-				return nil, tooDeep
+				return nil, tooDeep()
 			}
 			open(c)
 			stack = append(stack, frame{node: c})
@@ -118,22 +120,6 @@ func isBox(v any) bool {
 		return true
 	}
 	return false
-}
-
-func walkOf(v any) uint8 {
-	switch v := v.(type) {
-	case *listBox:
-		return v.walk
-	case *tupleBox:
-		return v.walk
-	case *setBox:
-		return v.walk
-	case *Dict:
-		return v.walk
-	case *Object:
-		return v.walk
-	}
-	return walkDone
 }
 
 func open(v any) {

@@ -184,3 +184,26 @@ func BenchmarkDecode1MiB(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecodeSmall is the common case: the reference run's input
+// (1, 2, 3, 4, 5) as tracker.enqueueTask stored it.
+func BenchmarkDecodeSmall(b *testing.B) {
+	const stored = "eJxrYNLwZvRm8mb2ZvFmLSlk0AMAHXMDRA=="
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := Decode(stored); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEncodeSmall: a Go producer's typical input.
+func BenchmarkEncodeSmall(b *testing.B) {
+	v := Tuple{"SequenceSum", []any{1, 2, 3, 4, 5}, map[string]any{"crs": "EPSG:4326"}}
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := Encode(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

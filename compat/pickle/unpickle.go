@@ -173,12 +173,6 @@ func opName(op byte) string {
 	return fmt.Sprintf("unknown opcode 0x%02x", op)
 }
 
-// isOpcode reports whether c starts a pickle (any opcode but STOP).
-func isOpcode(c byte) bool {
-	_, ok := opNames[c]
-	return ok && c != opStop
-}
-
 // Mutable containers while decoding. Python builds lists, dicts and sets
 // empty and fills them later (APPENDS, SETITEMS, ADDITEMS), possibly after
 // they were stored in the memo or in another container, so they need a
@@ -271,16 +265,17 @@ func maxHeight(items []any) int32 {
 	return h
 }
 
-// memoChunk is a block of the memo. The memo grows in blocks rather than
-// as one slice: Python 3 memoises nearly every object, and copying a
-// pointer slice of hundreds of thousands of entries on each growth (with
-// the collector's write barriers) cost more than the rest of MEMOIZE.
+// The memo is kept in chunks of memoChunk entries rather than one slice:
+// Python 3 memoises nearly every object, and copying a pointer slice of
+// hundreds of thousands of entries on each growth (with the collector's
+// write barriers) cost more than the rest of MEMOIZE. The first chunk
+// grows from small, as most inputs are a few hundred bytes.
 const memoChunk = 1024
 
-type memoBlock struct {
-	vals [memoChunk]any
-	set  [memoChunk / 64]uint64
-}
+type holeType struct{}
+
+// memoHole marks memo slots never written (None is a valid memo value).
+var memoHole any = holeType{}
 
 type unpickler struct {
 	data     []byte
@@ -288,7 +283,7 @@ type unpickler struct {
 	op       int // offset of the opcode being run
 	stack    []any
 	marks    []int
-	memo     []*memoBlock
+	memo     [][]any
 	memoN    uint64 // MEMOIZE's next index: the number of entries stored
 	memoMap  map[uint64]any
 	maxDepth int32
@@ -436,14 +431,25 @@ const memoBlocks = 1 << 16
 func (u *unpickler) memoPut(idx uint64, v any) {
 	if bi := idx / memoChunk; bi < memoBlocks && bi <= uint64(len(u.memo)) {
 		if bi == uint64(len(u.memo)) {
-			u.memo = append(u.memo, new(memoBlock))
+			u.memo = append(u.memo, nil)
 		}
-		blk, i := u.memo[bi], idx%memoChunk
-		if blk.set[i/64]&(1<<(i%64)) == 0 {
-			blk.set[i/64] |= 1 << (i % 64)
+		c, i := u.memo[bi], int(idx%memoChunk)
+		if i >= len(c) {
+			n := memoChunk
+			if bi == 0 {
+				n = min(memoChunk, max(i+1, 2*len(c), 16))
+			}
+			nc := make([]any, n)
+			copy(nc, c)
+			for j := len(c); j < n; j++ {
+				nc[j] = memoHole
+			}
+			c, u.memo[bi] = nc, nc
+		}
+		if c[i] == memoHole {
 			u.memoN++
 		}
-		blk.vals[i] = v
+		c[i] = v
 		return
 	}
 	if u.memoMap == nil {
@@ -457,9 +463,8 @@ func (u *unpickler) memoPut(idx uint64, v any) {
 
 func (u *unpickler) memoGet(idx uint64) error {
 	if bi := idx / memoChunk; bi < uint64(len(u.memo)) {
-		blk, i := u.memo[bi], idx%memoChunk
-		if blk.set[i/64]&(1<<(i%64)) != 0 {
-			u.push(blk.vals[i])
+		if c, i := u.memo[bi], idx%memoChunk; i < uint64(len(c)) && c[i] != memoHole {
+			u.push(c[i])
 			return nil
 		}
 	}
