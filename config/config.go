@@ -44,6 +44,11 @@ const (
 	DefaultMaxTasksPerWorker = 0
 	// MaxWorkers bounds -n: more handlers than this on one host is a typo.
 	MaxWorkers = 4096
+	// DefaultMaxInputSize bounds a task input after decompression: 64 MiB,
+	// compat/pickle's own bound.
+	DefaultMaxInputSize = 64 << 20
+	// minMaxInputSize keeps a typo (a size in MiB) from failing every task.
+	minMaxInputSize = 1024
 )
 
 // Executor names accepted in Config.Executors.
@@ -126,6 +131,9 @@ type Config struct {
 	// MaxTasksPerWorker recycles a Python worker process after this many
 	// tasks; 0 never.
 	MaxTasksPerWorker int
+	// MaxInputSize bounds a task's input after decompression, in bytes; a
+	// larger one (a zlib bomb) fails the task without being decoded.
+	MaxInputSize int
 
 	// Sources records where each setting came from, by config key.
 	Sources map[string]Source
@@ -159,6 +167,7 @@ func Defaults() Config {
 		UseTZ:             DefaultUseTZ,
 		TimeZone:          DefaultTimeZone,
 		MaxTasksPerWorker: DefaultMaxTasksPerWorker,
+		MaxInputSize:      DefaultMaxInputSize,
 		Sources:           map[string]Source{},
 	}
 }
@@ -257,6 +266,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTasksPerWorker < 0 {
 		bad(KeyMaxTasksPerWorker, "%d is negative", c.MaxTasksPerWorker)
+	}
+	if c.MaxInputSize < minMaxInputSize {
+		bad(KeyMaxInputSize, "%d bytes is less than %d", c.MaxInputSize, minMaxInputSize)
 	}
 	return errors.Join(errs...)
 }

@@ -35,6 +35,7 @@ const (
 	KeyAllowHandlers     = "allow_handlers"
 	KeyHTTPAddr          = "http_addr"
 	KeyMaxTasksPerWorker = "max_tasks_per_worker"
+	KeyMaxInputSize      = "max_input_size"
 )
 
 // FlagConfig names the config file flag; EnvConfig the variable that can
@@ -87,10 +88,15 @@ var settings = []setting{
 	{KeySweepInterval, "sweep-interval", "", kindDuration, true, "longest time between two clean-ups of timed-out and expired tasks", func(c *Config) any { return &c.SweepInterval }},
 	{KeyDrainTimeout, "drain-timeout", "", kindDuration, true, "how long SIGINT lets running tasks finish before aborting them (0: until their timeout)", func(c *Config) any { return &c.DrainTimeout }},
 	{KeyExecutors, "executor", "", kindRules, true, "PATH=EXECUTOR: run the handler PATH (or prefix ending in \".\") with cpython, embedded or go (repeatable)", func(c *Config) any { return &c.Executors }},
-	{KeyAllowHandlers, "allow-handler", "", kindList, true, "only run handlers with this dotted path or prefix ending in \".\" (repeatable)", func(c *Config) any { return &c.AllowHandlers }},
+	{KeyAllowHandlers, "allow-handler", "", kindList, true, "only run handlers with this dotted path or prefix ending in \".\" (repeatable, or comma-separated; also --allow-handlers)", func(c *Config) any { return &c.AllowHandlers }},
 	{KeyHTTPAddr, "http-addr", "", kindString, true, "host:port of the metrics and health endpoint (empty: off)", func(c *Config) any { return &c.HTTPAddr }},
 	{KeyMaxTasksPerWorker, "max-tasks-per-worker", "", kindInt, true, "restart a Python worker process after this many tasks (0: never)", func(c *Config) any { return &c.MaxTasksPerWorker }},
+	{KeyMaxInputSize, "max-input-size", "", kindInt, true, "largest task input, in bytes after decompression, that is decoded; larger ones fail", func(c *Config) any { return &c.MaxInputSize }},
 }
+
+// flagAliases are further names of flags: the issue that asked for the
+// allow list spelled it --allow-handlers. An alias shares its flag's value.
+var flagAliases = map[string]string{"allow-handlers": "allow-handler"}
 
 // Keys returns every config key, in documentation order.
 func Keys() []string {
@@ -136,6 +142,26 @@ func addFlags(fs *pflag.FlagSet, daemon bool) {
 			fs.StringArrayP(s.flag, s.short, nil, s.usage)
 		}
 	}
+	for alias, name := range flagAliases {
+		if f := fs.Lookup(name); f != nil {
+			fs.Var(f.Value, alias, "same as --"+name)
+		}
+	}
+}
+
+// changed reports whether flag, or an alias of it, was set.
+func changed(fs *pflag.FlagSet, flag *pflag.Flag) bool {
+	if flag.Changed {
+		return true
+	}
+	for alias, name := range flagAliases {
+		if name == flag.Name {
+			if a := fs.Lookup(alias); a != nil && a.Changed {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Load builds the configuration from defaults, the config file (--config or
@@ -179,7 +205,7 @@ func Load(fs *pflag.FlagSet) (Config, error) {
 			src Source
 		)
 		switch {
-		case flag != nil && flag.Changed:
+		case flag != nil && changed(fs, flag):
 			src = SourceFlag
 			// Read the flag ourselves rather than through viper, which
 			// re-splits string arrays as CSV.
@@ -294,6 +320,10 @@ func decode(s setting, raw any, src Source, p any) error {
 		sep := ","
 		if s.kind == kindPathList {
 			sep = string(os.PathListSeparator)
+		}
+		if r, ok := raw.([]string); ok && s.kind == kindList {
+			// Repeated flags may each hold a comma-separated list too.
+			raw = strings.Join(r, sep)
 		}
 		l, err := toList(raw, sep)
 		if err != nil {

@@ -20,6 +20,9 @@ const (
 	DefaultSweepIdleMin = 1500 * time.Millisecond
 	DefaultStoreTimeout = 15 * time.Second
 	DefaultAbortTimeout = 10 * time.Second
+	// DefaultMaxInputSize equals compat/pickle's own bound, so that every
+	// executor refuses the same inputs.
+	DefaultMaxInputSize = 64 << 20
 
 	minDefaultMargin = 100 * time.Millisecond
 	maxDefaultMargin = 10 * time.Second
@@ -68,6 +71,11 @@ type Config struct {
 	// 10 s). A task whose write gave up stays RUNNING and is re-enqueued by
 	// the zombie sweep after its timeout, as with the reference daemon.
 	AbortTimeout time.Duration
+	// MaxInputSize bounds a task's input after decompression, in bytes
+	// (default 64 MiB). A larger input, such as a zlib bomb, ends the task
+	// FAILED before any executor decodes it; measuring it streams the
+	// inflated bytes through a fixed buffer.
+	MaxInputSize int64
 	// Logger receives every log line; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -98,6 +106,8 @@ func (c Config) Validate() error {
 		return bad("StoreTimeout", c.StoreTimeout, "must not be negative")
 	case c.AbortTimeout < 0:
 		return bad("AbortTimeout", c.AbortTimeout, "must not be negative")
+	case c.MaxInputSize < 0:
+		return bad("MaxInputSize", c.MaxInputSize, "must not be negative")
 	}
 	return nil
 }
@@ -123,6 +133,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AbortTimeout == 0 {
 		c.AbortTimeout = DefaultAbortTimeout
+	}
+	if c.MaxInputSize == 0 {
+		c.MaxInputSize = DefaultMaxInputSize
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -86,6 +86,13 @@ func (d *Daemon) execute(slot int, st djangodb.StartedTask, written *bool) {
 	}
 	ts := &taskStatus{d: d, st: st, tctx: tctx, extendBy: st.Timeout - margin}
 
+	if st.HasInput {
+		if err := checkInputSize(st.Input, d.cfg.MaxInputSize); err != nil {
+			d.fail(st, err, log)
+			*written = true
+			return
+		}
+	}
 	log.Info("PROCESS: "+st.Type+" "+st.Identifier+" is running ...",
 		"handler", st.Handler, "start", st.Starts, "maxstart", st.MaxStart, "deadline", deadline)
 	err := d.call(tctx, task, ts, log, margin)
@@ -443,16 +450,47 @@ func (s *taskStatus) StoreResponse(ctx context.Context, data []byte, mimeType st
 	})
 }
 
+// write commits one of the handler's writes. A write that failed for a
+// reason that may pass (the database restarting, a dropped connection) is
+// retried with backoff for as long as the task is the handler's, because
+// failing it would make the handler fail a task that did nothing wrong.
+// Each attempt has its own timeout and ends when the daemon takes the task
+// back, so that release never waits longer than one statement.
 func (s *taskStatus) write(ctx context.Context, what string, fn func(ctx context.Context) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.released {
-		return fmt.Errorf("daemon: %s of %s (instance %d): %w", what, s.st.Ref(), s.st.InstanceID, ErrTaskReleased)
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.d.cfg.StoreTimeout)
-	defer cancel()
-	if err := fn(ctx); err != nil {
+	wrap := func(err error) error {
 		return fmt.Errorf("daemon: %s of %s (instance %d): %w", what, s.st.Ref(), s.st.InstanceID, err)
 	}
-	return nil
+	backoff := retryBackoffMin
+	for attempt := 1; ; attempt++ {
+		if s.released {
+			return wrap(ErrTaskReleased)
+		}
+		actx, cancel := context.WithTimeout(ctx, s.d.cfg.StoreTimeout)
+		stop := context.AfterFunc(s.tctx, cancel)
+		err := fn(actx)
+		stop()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || s.tctx.Err() != nil || !djangodb.Transient(err) {
+			return wrap(err)
+		}
+		s.d.log.Warn("PROCESS: handler's store write failed; retrying", "operation", what,
+			"type", s.st.Type, "identifier", s.st.Identifier, "instance_id", s.st.InstanceID,
+			"attempt", attempt, "retry_in", backoff, "error", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return wrap(err)
+		case <-s.tctx.Done():
+			t.Stop()
+			return wrap(err)
+		}
+		backoff = min(2*backoff, retryBackoffMax)
+	}
 }
