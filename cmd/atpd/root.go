@@ -106,6 +106,7 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 		PollInterval:  cfg.PollInterval,
 		SweepInterval: cfg.SweepInterval,
 		DrainTimeout:  cfg.DrainTimeout,
+		MaxInputSize:  int64(cfg.MaxInputSize),
 		Logger:        log,
 	})
 	if err != nil {
