@@ -195,8 +195,8 @@ func (p *Producer) EnqueuePickle(ctx context.Context, typ, id string, data []byt
 // retries djangodb.ErrQueueFull with exponential backoff (MinBackoff
 // doubling up to MaxBackoff, with jitter so that waiting producers do not
 // retry in step) until the task is queued or ctx is done. Any other error
-// ends it at once. When ctx ends first, the error wraps both ctx's error
-// and djangodb.ErrQueueFull.
+// ends it at once. When ctx ends after the queue was found full, the
+// error wraps both ctx's error and djangodb.ErrQueueFull.
 func (p *Producer) EnqueueWait(ctx context.Context, typ, id string, input any, message string) (int64, error) {
 	stored, err := encode(input)
 	if err != nil {
@@ -205,6 +205,11 @@ func (p *Producer) EnqueueWait(ctx context.Context, typ, id string, input any, m
 	backoff := p.opts.MinBackoff
 	for attempt := 1; ; attempt++ {
 		n, err := p.enqueueStored(ctx, typ, id, stored, message)
+		if attempt > 1 && err != nil && ctx.Err() != nil {
+			// ctx ended during a retry: the caller gave up waiting for room.
+			return 0, fmt.Errorf("producer: enqueue %s: gave up after %d attempts: %w (last: %w)",
+				ref(typ, id), attempt, context.Cause(ctx), djangodb.ErrQueueFull)
+		}
 		if !errors.Is(err, djangodb.ErrQueueFull) {
 			return n, err
 		}

@@ -440,11 +440,23 @@ func TestQueueFull(t *testing.T) {
 		}
 
 		t.Run("EnqueueWait gives up with the context", func(t *testing.T) {
-			wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			drain(retry.ch)
+			wctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			_, err := f.p.EnqueueWait(wctx, "Q", "late", 1, "")
-			if !errors.Is(err, djangodb.ErrQueueFull) || !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("error %v, want both ErrQueueFull and DeadlineExceeded", err)
+			done := make(chan error, 1)
+			go func() {
+				_, err := f.p.EnqueueWait(wctx, "Q", "late", 1, "")
+				done <- err
+			}()
+			select {
+			case <-retry.ch: // it has met the full queue: now the caller gives up
+			case err := <-done:
+				t.Fatalf("EnqueueWait returned %v on a full queue", err)
+			}
+			cancel()
+			err := <-done
+			if !errors.Is(err, djangodb.ErrQueueFull) || !errors.Is(err, context.Canceled) {
+				t.Fatalf("error %v, want both ErrQueueFull and Canceled", err)
 			}
 		})
 
