@@ -15,12 +15,26 @@ import (
 	"time"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/executor"
 	"github.com/eoxserver/atpd/internal/testdb"
 )
 
 // pickleFloat is a protocol-2 pickle of a float.
 func pickleFloat(f float64) []byte {
 	return []byte(fmt.Sprintf("F%v\n.", f))
+}
+
+// deadlineExec gives each task a deadline from the moment Execute is called,
+// as the daemon derives it from the task's start.
+type deadlineExec struct {
+	ex      executor.Executor
+	timeout time.Duration
+}
+
+func (d *deadlineExec) Execute(ctx context.Context, task *executor.Task, s executor.TaskStatus) error {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	return d.ex.Execute(ctx, task, s)
 }
 
 // waitLog waits until a record with msg and match was logged.
@@ -41,12 +55,13 @@ func waitLog(t *testing.T, logs *logRecorder, msg string, match map[string]strin
 func TestTimeout(t *testing.T) {
 	cases := []struct {
 		name, handler string
+		started       string // what it prints once running
 		grace         time.Duration
 	}{
 		// SIGTERM ends it.
-		{"sleeper", "atpd_fixtures.sleeper", 2 * time.Second},
+		{"sleeper", "atpd_fixtures.sleeper", "sleeping 30.0", 2 * time.Second},
 		// It ignores SIGTERM: SIGKILL after the grace period.
-		{"ignores SIGTERM", "atpd_fixtures.stubborn", 300 * time.Millisecond},
+		{"ignores SIGTERM", "atpd_fixtures.stubborn", "ignoring SIGTERM", 300 * time.Millisecond},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -60,15 +75,17 @@ func TestTimeout(t *testing.T) {
 			before := e.pidTask(t, p, "before")
 
 			e.enqueueRaw(t, "Sleep", "long", pickleFloat(30))
-			ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
-			defer cancel()
-			o := e.runNext(t, p, ctx)
+			const timeout = time.Second
+			o := e.runNext(t, &deadlineExec{p, timeout}, context.Background())
 			if !errors.Is(o.err, context.DeadlineExceeded) {
 				t.Fatalf("Execute error %v, want the deadline", o.err)
 			}
-			if o.took > 900*time.Millisecond {
-				t.Errorf("Execute returned %v after start, deadline was 700ms", o.took)
+			// Promptly: not after the handler's 30 s, nor the grace period.
+			if o.took > timeout+c.grace {
+				t.Errorf("Execute returned %v after start, deadline was %v", o.took, timeout)
 			}
+			// It did run past its deadline, rather than time out unstarted.
+			waitLog(t, logs, "python handler output", map[string]string{"task_identifier": "long", "line": c.started})
 			if st := e.status(t, o.id); st != djangodb.Running {
 				t.Errorf("status %v after the timeout, want RUNNING left for the daemon", st)
 			}
@@ -368,41 +385,37 @@ func TestMaxTasksPerWorker(t *testing.T) {
 	}
 }
 
-// TestConcurrentWorkers: Workers tasks run at once, and no more.
+// TestConcurrentWorkers: Workers tasks run at once, and no more. The
+// handlers meet in a barrier directory instead of being timed.
 func TestConcurrentWorkers(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.poolConfig(t, newLogRecorder())
 	cfg.Workers = 2
 	p := startPool(t, cfg)
-	e.register(t, "Sleep", "atpd_fixtures.sleeper")
-	const tasks, nap = 4, 400 * time.Millisecond
+	e.register(t, "Barrier", "atpd_fixtures.barrier")
+	dir := t.TempDir()
+	const tasks = 6
 	for i := 0; i < tasks; i++ {
-		e.enqueueRaw(t, "Sleep", "s"+strconv.Itoa(i), pickleFloat(nap.Seconds()))
+		e.enqueueRaw(t, "Barrier", "b"+strconv.Itoa(i), []byte("X"+string(le32(len(dir)))+dir+"."))
 	}
-	began := time.Now()
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var outs []outcome
-	for i := 0; i < tasks; i++ {
+	outs := make([]outcome, tasks)
+	for i := range outs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			o := e.runNext(t, p, context.Background())
-			mu.Lock()
-			outs = append(outs, o)
-			mu.Unlock()
+			outs[i] = e.runNext(t, p, context.Background())
 		}()
 	}
 	wg.Wait()
-	took := time.Since(began)
 	for _, o := range outs {
 		if o.err != nil {
 			t.Errorf("%s: %v", o.task.Identifier, o.err)
+			continue
 		}
-	}
-	// Two rounds of two, not one round of four nor four rounds of one.
-	if took < 2*nap || took > 4*nap {
-		t.Errorf("%d tasks of %v on 2 workers took %v", tasks, nap, took)
+		if got := string(e.response(t, o.id).Data); got != "2" {
+			t.Errorf("%s saw %s handlers at once, want 2 (Workers)", o.task.Identifier, got)
+		}
 	}
 }
 
@@ -431,8 +444,8 @@ func TestStopInterruptsTask(t *testing.T) {
 	if !errors.Is(o.err, ErrStopped) {
 		t.Errorf("Execute error %v, want ErrStopped", o.err)
 	}
-	if took := time.Since(began); took > cfg.KillGrace {
-		t.Errorf("Stop took %v", took)
+	if took := time.Since(began); took > 2*cfg.KillGrace {
+		t.Errorf("Stop took %v, grace %v", took, cfg.KillGrace)
 	}
 	for _, pid := range pids {
 		if processExists(pid) {

@@ -23,8 +23,9 @@ import (
 // frame the worker sent just before dying.
 const exitDrain = 200 * time.Millisecond
 
-// syncTimeout bounds the wait for the sync lines after a task; a worker whose
-// sync lines do not arrive (a handler redirected fd 1) is replaced.
+// syncTimeout bounds the wait for the sync lines after a task while the
+// output readers make no progress; a worker whose sync lines do not arrive
+// (a handler redirected fd 1) is replaced.
 const syncTimeout = time.Second
 
 // frameSlack is room for the fields around the largest payload.
@@ -51,6 +52,7 @@ type worker struct {
 
 	synced  chan syncMark // sync lines seen by the output readers
 	current atomic.Pointer[taskOutput]
+	lines   atomic.Int64 // lines the output readers have read, for awaitSync
 
 	seq    uint64
 	tasks  int
@@ -352,6 +354,7 @@ func (w *worker) readOutput(f *os.File, stream int) {
 	skipping := false // inside a truncated line
 	for {
 		line, err := r.ReadSlice('\n')
+		w.lines.Add(1)
 		switch {
 		case errors.Is(err, bufio.ErrBufferFull):
 			if !skipping {
@@ -407,12 +410,15 @@ func (w *worker) logLine(stream string, level slog.Level, line []byte, truncated
 }
 
 // awaitSync waits until both output streams have passed the task's sync
-// line, so that all of the task's output was logged with the task. It
-// reports false when a sync line did not come.
+// line, so that all of the task's output was logged with the task. The
+// lines are in the pipes before the worker reports the task done, so only a
+// backlog of output can delay them: the wait goes on while the readers make
+// progress. It reports false when a sync line did not come.
 func (w *worker) awaitSync(ctx context.Context, seq uint64, stdoutOK, stderrOK bool) bool {
 	need := map[int]bool{1: stdoutOK, 2: stderrOK}
 	t := time.NewTimer(syncTimeout)
 	defer t.Stop()
+	seen := w.lines.Load()
 	for need[1] || need[2] {
 		select {
 		case m := <-w.synced:
@@ -420,6 +426,11 @@ func (w *worker) awaitSync(ctx context.Context, seq uint64, stdoutOK, stderrOK b
 				need[m.stream] = false
 			}
 		case <-t.C:
+			if now := w.lines.Load(); now != seen {
+				seen = now
+				t.Reset(syncTimeout)
+				continue
+			}
 			return false
 		case <-ctx.Done():
 			return false

@@ -136,3 +136,26 @@ def django_orm(taskStatus, input):
         "log_statuses": list(LogRecord.objects.filter(instance=inst).order_by("time").values_list("status", flat=True)),
     }
     taskStatus.storeResponse(json.dumps(seen, sort_keys=True), "application/json")
+
+
+def barrier(taskStatus, input):
+    """input: a directory. Waits, up to 60 s, until another handler is in
+    the barrier too; stores the most handlers it saw in at once."""
+    mine = os.path.join(input, str(os.getpid()))
+    open(mine, "w").close()
+    try:
+        most = 0
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            most = max(most, len(os.listdir(input)))
+            if most >= 2:
+                break
+            time.sleep(0.005)
+        # Linger so that a third handler, were one running, would be seen.
+        end = time.time() + 0.05
+        while time.time() < end:
+            most = max(most, len(os.listdir(input)))
+            time.sleep(0.005)
+    finally:
+        os.remove(mine)
+    taskStatus.storeResponse(str(most), "text/plain")
