@@ -129,7 +129,9 @@ func newObject(cls Global, args []any, kw *Dict) (any, error) {
 		case "dict":
 			return &Dict{height: 1}, nil
 		case "list":
-			return newList(), nil
+			l := &listBox{height: 1}
+			l.items = l.inline[:0:len(l.inline)]
+			return l, nil
 		case "set", "frozenset", "bytes", "bytearray", "complex":
 			if kw.Len() == 0 {
 				return callGlobal(cls, args)

@@ -188,12 +188,6 @@ type listBox struct {
 	inline [4]any
 }
 
-func newList() *listBox {
-	l := &listBox{height: 1}
-	l.items = l.inline[:0:len(l.inline)]
-	return l
-}
-
 type tupleBox struct {
 	items  []any
 	height int32
@@ -201,17 +195,6 @@ type tupleBox struct {
 	keyed  bool
 	key    string
 	inline [4]any
-}
-
-func newTuple(items []any) *tupleBox {
-	t := &tupleBox{}
-	if len(items) <= len(t.inline) {
-		t.items = t.inline[:len(items):len(items)]
-		copy(t.items, items)
-	} else {
-		t.items = slices.Clone(items)
-	}
-	return t
 }
 
 type setBox struct {
@@ -277,6 +260,42 @@ type holeType struct{}
 // memoHole marks memo slots never written (None is a valid memo value).
 var memoHole any = holeType{}
 
+// slab hands out values of type T from arrays allocated together, so that
+// the many small containers of a large input cost a fraction of an
+// allocation each. Arrays start small and double (a typical input holds a
+// few containers) up to slabMax.
+type slab[T any] struct {
+	free []T
+	next int
+}
+
+const slabMax = 256
+
+func (s *slab[T]) get() *T {
+	if len(s.free) == 0 {
+		s.next = min(max(2*s.next, 1), slabMax)
+		s.free = make([]T, s.next)
+	}
+	v := &s.free[0]
+	s.free = s.free[1:]
+	return v
+}
+
+// take returns an empty slice with room for exactly n elements; appending
+// beyond n reallocates rather than running into its neighbours.
+func (s *slab[T]) take(n int) []T {
+	if n > slabMax/4 {
+		return make([]T, 0, n)
+	}
+	if len(s.free) < n {
+		s.next = min(max(2*s.next, n), slabMax)
+		s.free = make([]T, s.next)
+	}
+	v := s.free[0:0:n]
+	s.free = s.free[n:]
+	return v
+}
+
 type unpickler struct {
 	data     []byte
 	pos      int
@@ -288,6 +307,36 @@ type unpickler struct {
 	memoMap  map[uint64]any
 	maxDepth int32
 	proto    int
+
+	lists   slab[listBox]
+	tuples  slab[tupleBox]
+	dicts   slab[Dict]
+	entries slab[DictEntry]
+}
+
+func (u *unpickler) newList() *listBox {
+	l := u.lists.get()
+	l.height = 1
+	l.items = l.inline[:0:len(l.inline)]
+	return l
+}
+
+func (u *unpickler) newDict() *Dict {
+	d := u.dicts.get()
+	d.height = 1
+	return d
+}
+
+// newTuple makes a tuple of a copy of items.
+func (u *unpickler) newTuple(items []any) *tupleBox {
+	t := u.tuples.get()
+	if len(items) <= len(t.inline) {
+		t.items = t.inline[:len(items):len(items)]
+		copy(t.items, items)
+	} else {
+		t.items = slices.Clone(items)
+	}
+	return t
 }
 
 // Unpickle decodes a raw pickle of any protocol (0 to 5) with the default
@@ -626,11 +675,11 @@ func (u *unpickler) run() (any, error) {
 				err = u.pushTuple(items)
 			}
 		case opEmptyList:
-			u.push(newList())
+			u.push(u.newList())
 		case opList:
 			var items []any
 			if items, err = u.popMark(); err == nil {
-				l := newList()
+				l := u.newList()
 				l.items = append(l.items, items...)
 				l.height = maxHeight(items) + 1
 				if l.height > u.maxDepth {
@@ -655,11 +704,11 @@ func (u *unpickler) run() (any, error) {
 				}
 			}
 		case opEmptyDict:
-			u.push(&Dict{height: 1})
+			u.push(u.newDict())
 		case opDict:
 			var items []any
 			if items, err = u.popMark(); err == nil {
-				d := &Dict{height: 1}
+				d := u.newDict()
 				if err = u.setItems(d, items); err == nil {
 					u.push(d)
 				}
@@ -968,7 +1017,7 @@ func (u *unpickler) loadString() error {
 
 // pushTuple pushes a tuple of a copy of items (which may alias the stack).
 func (u *unpickler) pushTuple(items []any) error {
-	t := newTuple(items)
+	t := u.newTuple(items)
 	t.height = maxHeight(items) + 1
 	if t.height > u.maxDepth {
 		return u.tooDeep()
@@ -1021,7 +1070,11 @@ func (u *unpickler) setItems(target any, items []any) error {
 	default:
 		return u.errf("cannot set items on %s", kindName(target))
 	}
-	d.entries = slices.Grow(d.entries, len(items)/2)
+	if len(d.entries) == 0 && cap(d.entries) < len(items)/2 {
+		d.entries = u.entries.take(len(items) / 2)
+	} else {
+		d.entries = slices.Grow(d.entries, len(items)/2)
+	}
 	for i := 0; i < len(items); i += 2 {
 		k, err := hashKey(items[i], 0)
 		if err != nil {
