@@ -28,3 +28,19 @@ func (c *clock) now() time.Time {
 	c.last = t
 	return t
 }
+
+// reserve hands out n consecutive ticks at once and returns the first; the
+// caller uses first + i µs for i < n. Batch statements compute their
+// timestamps from it in SQL instead of binding one parameter per row, and
+// the order of the ticks is the order in which the rows are meant to have
+// been written.
+func (c *clock) reserve(n int) time.Time {
+	t := time.Now().Truncate(time.Microsecond)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !t.After(c.last) {
+		t = c.last.Add(time.Microsecond)
+	}
+	c.last = t.Add(time.Duration(max(n, 1)-1) * time.Microsecond)
+	return t
+}

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/lib/pq"
 )
@@ -412,15 +411,8 @@ func (s *pgStore) Dequeue(ctx context.Context, serverID int64, limit int, messag
 	return ids, nil
 }
 
-// pgText makes free text storable: PostgreSQL rejects invalid UTF-8 and NUL
-// in text columns, and a handler's error message that carries either must
-// not keep its task from being marked FAILED.
-func pgText(s string) string {
-	if utf8.ValidString(s) && !strings.Contains(s, "\x00") {
-		return s
-	}
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-}
+// pgText makes free text storable (see storableText).
+func pgText(s string) string { return storableText(s) }
 
 // pgTime renders t for a timestamptz[] array literal, to the microsecond.
 func pgTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.999999Z07:00") }

@@ -426,7 +426,7 @@ func (s *sqliteStore) setStatusAt(ctx context.Context, tx *sql.Tx, id int64, sta
 // instance's timeUpdate, as Django's auto_now on LogRecord.time gives.
 func (s *sqliteStore) insertLog(ctx context.Context, tx *sql.Tx, id int64, status Status, message string) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO processes_logrecord ("time", status, message, instance_id) VALUES (?, ?, ?, ?)`,
-		s.tf.format(processClock.now()), status, message, id)
+		s.tf.format(processClock.now()), status, storableText(message), id)
 	return err
 }
 
@@ -516,15 +516,7 @@ func (s *sqliteStore) SetResponse(ctx context.Context, id int64, data []byte, mi
 		if err := sqliteInstanceExists(ctx, tx, id); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE processes_response SET response = ?, "mimeType" = ? WHERE instance_id = ?`, text, mimeType, id)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n > 0 {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO processes_response (response, "mimeType", instance_id) VALUES (?, ?, ?)`, text, mimeType, id)
-		return err
+		return s.upsertResponse(ctx, tx, id, text, mimeType)
 	})
 }
 

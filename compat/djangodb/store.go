@@ -267,6 +267,17 @@ type Store interface {
 	Dequeue(ctx context.Context, serverID int64, limit int, message string) ([]int64, error)
 	// Start sets RUNNING and returns the task's parameters and input text.
 	Start(ctx context.Context, id int64, message string) (StartedTask, error)
+	// Claim is Dequeue followed by Start for every claimed task, in one
+	// transaction: up to limit waiting tasks become SCHEDULED and then
+	// RUNNING, each with its two log records (message on both), and are
+	// returned in queue order. The rows are those Dequeue and Start would
+	// have written. ErrQueueEmpty when nothing could be claimed.
+	Claim(ctx context.Context, serverID int64, limit int, message string) ([]StartedTask, error)
+	// Complete applies, in one transaction, each completion's writes in
+	// order and then its outcome (see Completion). An instance deleted
+	// meanwhile is skipped (its result wraps ErrNotFound) and does not keep
+	// the others from being written; an error return means nothing was.
+	Complete(ctx context.Context, cs []Completion) ([]CompletionResult, error)
 	// SetStatus is stopTaskSuccess, stopTaskFailure, pauseTask and resumeTask.
 	SetStatus(ctx context.Context, id int64, status Status, message string) error
 	// FinishIfNotFinished is stopTaskSuccessIfNotFinished; it reports whether

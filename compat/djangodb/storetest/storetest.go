@@ -94,6 +94,12 @@ var cases = []testCase{
 	{"Delete", testDelete},
 	{"TimestampRoundTrip", testTimestampRoundTrip},
 	{"ReferenceRun", testReferenceRun},
+	{"ClaimEqualsDequeueStart", testClaimEqualsDequeueStart},
+	{"Claim", testClaim},
+	{"ClaimStartsAndInput", testClaimStartsAndInput},
+	{"CompleteEqualsSingle", testCompleteEqualsSingle},
+	{"CompleteSkips", testCompleteSkips},
+	{"UnstorableText", testUnstorableText},
 }
 
 // Run runs the whole suite against h under every config in Configs.

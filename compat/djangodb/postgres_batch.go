@@ -1,0 +1,299 @@
+package djangodb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// Batch operations. A commit costs an fsync, so the daemon's throughput
+// comes from doing many tasks' work per transaction, and each transaction
+// here runs a fixed number of statements whatever the batch size: rows are
+// passed as arrays and unnested, and timestamps are computed in SQL from a
+// block of ticks reserved on processClock (base + k µs), so that every
+// row's time is the one a sequence of single-task calls would have taken,
+// in the same order.
+
+// pgClaim is Dequeue and Start in one statement. $1 limit, $2 the first of
+// 3 × limit reserved ticks, $3 message. The k-th claimed instance (in task
+// row order) gets its SCHEDULED log record at tick 3(k-1), timeUpdate at
+// 3(k-1)+1 and its RUNNING log record at 3(k-1)+2: Dequeue's intermediate
+// SCHEDULED timeUpdate is overwritten within the transaction, so it is not
+// written at all. An instance with two waiting rows is claimed once. The
+// log records are inserted in tick order, so that their ids follow their
+// times.
+const pgClaim = `WITH picked AS (
+		SELECT id FROM processes_task WHERE lock = 0 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+	), gone AS (
+		DELETE FROM processes_task t USING picked WHERE t.id = picked.id RETURNING t.id, t.instance_id
+	), n AS (
+		SELECT instance_id AS id, row_number() OVER (ORDER BY min(id)) - 1 AS k FROM gone GROUP BY instance_id
+	), u AS (
+		UPDATE processes_instance i SET status = 3, "timeUpdate" = $2::timestamptz + (3 * n.k + 1) * interval '1 microsecond'
+		FROM n WHERE i.id = n.id RETURNING i.id, n.k
+	), l AS (
+		INSERT INTO processes_logrecord (instance_id, time, status, message)
+		SELECT u.id, $2::timestamptz + (3 * u.k + s.tick) * interval '1 microsecond', s.status, $3
+		FROM u CROSS JOIN (VALUES (2, 0), (3, 2)) AS s(status, tick) ORDER BY u.k, s.tick
+	)
+	SELECT id FROM u ORDER BY k`
+
+// pgStartedSelect reads what Start returns for the instances $1.
+const pgStartedSelect = `SELECT i.id, t.identifier, i.identifier, t.handler, t.timeout, t.maxstart, n.input, i."timeUpdate",
+		(SELECT count(*) FROM (
+			SELECT status, lag(status) OVER (ORDER BY time, id) AS prev
+			FROM processes_logrecord WHERE instance_id = i.id
+		) s WHERE s.status = 3 AND s.prev = 2)
+	FROM processes_instance i JOIN processes_type t ON t.id = i.type_id
+	LEFT JOIN processes_input n ON n.instance_id = i.id
+	WHERE i.id = ANY($1)`
+
+func (s *pgStore) Claim(ctx context.Context, serverID int64, limit int, message string) ([]StartedTask, error) {
+	limit = max(limit, 1)
+	var out []StartedTask
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		out = out[:0]
+		ids, err := pgInt64s(ctx, tx, pgClaim, limit, processClock.reserve(3*limit), pgText(message))
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return ErrQueueEmpty
+		}
+		rows, err := tx.QueryContext(ctx, pgStartedSelect, pq.Array(ids))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		byID := make(map[int64]StartedTask, len(ids))
+		for rows.Next() {
+			var (
+				st      StartedTask
+				timeout float64
+				input   sql.NullString
+				started time.Time
+			)
+			if err := rows.Scan(&st.InstanceID, &st.Type, &st.Identifier, &st.Handler, &timeout, &st.MaxStart,
+				&input, &started, &st.Starts); err != nil {
+				return err
+			}
+			st.Timeout = secondsToDuration(timeout)
+			st.Input, st.HasInput = input.String, input.Valid
+			st.StartedAt = started.In(s.loc)
+			byID[st.InstanceID] = st
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			st, ok := byID[id]
+			if !ok {
+				// The claim locked the row a moment ago in this transaction.
+				return fmt.Errorf("claimed instance %d vanished within the transaction", id)
+			}
+			out = append(out, st)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("djangodb: claim for server 0x%016X: %w", uint64(serverID), err)
+	}
+	return out, nil
+}
+
+// pgBatchStatus is one status change for each of many instances: $1 ids,
+// $2 statuses, $3 messages, $4 per row whether it applies only to a
+// non-terminal instance (stopTaskSuccessIfNotFinished), $5 per row its tick
+// index k, $6 the base tick: timeUpdate at base + 2k µs, the log record at
+// base + 2k + 1. It returns the instances it changed.
+const pgBatchStatus = `WITH v AS (
+		SELECT * FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::boolean[], $5::bigint[]) AS v(id, status, msg, cond, k)
+	), u AS (
+		UPDATE processes_instance i SET status = v.status, "timeUpdate" = $6::timestamptz + 2 * v.k * interval '1 microsecond'
+		FROM v WHERE i.id = v.id AND (NOT v.cond OR i.status NOT IN (5, 6))
+		RETURNING i.id
+	), l AS (
+		INSERT INTO processes_logrecord (instance_id, time, status, message)
+		SELECT v.id, $6::timestamptz + (2 * v.k + 1) * interval '1 microsecond', v.status, v.msg
+		FROM v JOIN u ON u.id = v.id ORDER BY v.k
+	)
+	SELECT id FROM u`
+
+// pgBatchResponse is setTaskResponse for many instances ($1 ids, $2
+// encoded responses, $3 MIME types); an instance that does not exist is
+// skipped, and those that do are locked against deletion until commit (the
+// foreign key is only checked then). It returns the instances it wrote.
+const pgBatchResponse = `WITH v AS (
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS v(id, response, mime)
+	), i AS (
+		SELECT i.id FROM processes_instance i JOIN v ON v.id = i.id FOR KEY SHARE OF i
+	)
+	INSERT INTO processes_response (instance_id, response, "mimeType")
+	SELECT v.id, v.response, v.mime FROM v JOIN i ON i.id = v.id
+	ON CONFLICT (instance_id) DO UPDATE SET response = EXCLUDED.response, "mimeType" = EXCLUDED."mimeType"
+	RETURNING instance_id`
+
+func (s *pgStore) Complete(ctx context.Context, cs []Completion) ([]CompletionResult, error) {
+	res := make([]CompletionResult, len(cs))
+	if len(cs) == 0 {
+		return res, nil
+	}
+	// Encoding is the expensive part of a response; do it outside the
+	// transaction and once, even if the transaction is retried.
+	encoded := make([][]string, len(cs))
+	for i, c := range cs {
+		res[i].InstanceID = c.InstanceID
+		if err := c.check(); err != nil {
+			res[i].Err = fmt.Errorf("djangodb: complete: %w", err)
+			continue
+		}
+		for j, w := range c.Writes {
+			if w.IsResponse {
+				if encoded[i] == nil {
+					encoded[i] = make([]string, len(c.Writes))
+				}
+				encoded[i][j] = EncodeResponse(w.Data)
+			}
+		}
+	}
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for i := range res {
+			if cs[i].check() == nil {
+				res[i] = CompletionResult{InstanceID: cs[i].InstanceID}
+			}
+		}
+		for _, round := range rounds(cs) {
+			if err := s.completeRound(ctx, tx, cs, encoded, res, round); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("djangodb: complete %d tasks: %w", len(cs), err)
+	}
+	return res, nil
+}
+
+// completeRound applies completions whose instances are distinct: layer by
+// layer (every completion's first write, then every second write, ...,
+// then the outcomes), one statement per kind of write and layer.
+func (s *pgStore) completeRound(ctx context.Context, tx *sql.Tx, cs []Completion, encoded [][]string, res []CompletionResult, round []int) error {
+	var live []int
+	layers := 0
+	for _, i := range round {
+		if res[i].Err == nil {
+			live = append(live, i)
+			layers = max(layers, len(cs[i].Writes)+1)
+		}
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	lastUpdate := make(map[int]time.Time)
+	for layer := range layers {
+		var (
+			sIdx         []int
+			sIDs, sKs    []int64
+			sStatus      []int64
+			sMsg         []string
+			sCond        []bool
+			rIdx         []int
+			rIDs         []int64
+			rText, rMime []string
+		)
+		for _, i := range live {
+			c := cs[i]
+			var w Write
+			cond := false
+			switch {
+			case layer < len(c.Writes):
+				w = c.Writes[layer]
+			case layer == len(c.Writes):
+				var ok bool
+				if w, cond, ok = c.outcomeWrite(); !ok {
+					continue
+				}
+			default:
+				continue
+			}
+			if w.IsResponse {
+				rIdx = append(rIdx, i)
+				rIDs = append(rIDs, c.InstanceID)
+				rText = append(rText, encoded[i][layer])
+				rMime = append(rMime, pgText(w.MimeType))
+				continue
+			}
+			sIdx = append(sIdx, i)
+			sIDs = append(sIDs, c.InstanceID)
+			sStatus = append(sStatus, int64(w.Status))
+			sMsg = append(sMsg, pgText(w.Message))
+			sCond = append(sCond, cond)
+			sKs = append(sKs, int64(len(sKs)))
+		}
+		if len(rIDs) > 0 {
+			if _, err := pgInt64s(ctx, tx, pgBatchResponse, pq.Array(rIDs), pq.Array(rText), pq.Array(rMime)); err != nil {
+				return err
+			}
+		}
+		if len(sIDs) > 0 {
+			base := processClock.reserve(2 * len(sIDs))
+			changed, err := pgInt64s(ctx, tx, pgBatchStatus, pq.Array(sIDs), pq.Array(sStatus), pq.Array(sMsg),
+				pq.Array(sCond), pq.Array(sKs), base)
+			if err != nil {
+				return err
+			}
+			did := make(map[int64]bool, len(changed))
+			for _, id := range changed {
+				did[id] = true
+			}
+			for k, i := range sIdx {
+				if did[cs[i].InstanceID] {
+					lastUpdate[i] = base.Add(time.Duration(2*k) * time.Microsecond)
+					if layer == len(cs[i].Writes) {
+						res[i].Wrote = true
+					}
+				}
+			}
+		}
+	}
+	ids := make([]int64, len(live))
+	for k, i := range live {
+		ids[k] = cs[i].InstanceID
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, status FROM processes_instance WHERE id = ANY($1)`, pq.Array(ids))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	status := make(map[int64]Status, len(ids))
+	for rows.Next() {
+		var id int64
+		var st Status
+		if err := rows.Scan(&id, &st); err != nil {
+			return err
+		}
+		status[id] = st
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, i := range live {
+		st, ok := status[cs[i].InstanceID]
+		if !ok {
+			// Gone before this transaction (each write above locks the
+			// row, so not during it): nothing was written.
+			res[i].Err = fmt.Errorf("djangodb: complete instance %d: %w", cs[i].InstanceID, ErrNotFound)
+			res[i].Wrote = false
+			continue
+		}
+		res[i].Status = st
+		if t, ok := lastUpdate[i]; ok {
+			res[i].TimeUpdate = t.In(s.loc)
+		}
+	}
+	return nil
+}
