@@ -22,6 +22,8 @@ type rtCase struct {
 	Check    string `json:"check,omitempty"`
 	// OnlyCheck: the value contains itself, so only Check applies.
 	OnlyCheck bool `json:"only_check,omitempty"`
+	// BytesLike: a bytearray (decoded to Bytes) may come back as bytes.
+	BytesLike bool `json:"bytearray_as_bytes,omitempty"`
 	py3only   bool // uses datetime.timezone, which Python 2 lacks
 }
 

@@ -628,6 +628,9 @@ func pyRepr(v any) string {
 	case Timedelta:
 		return deltaRepr(normDelta(x))
 	case Global:
+		if x.Module == "builtins" {
+			return "<class '" + x.Name + "'>"
+		}
 		return "<class '" + x.String() + "'>"
 	case *Object:
 		return "<" + x.Module + "." + x.Name + " object>"

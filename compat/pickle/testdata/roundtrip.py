@@ -6,7 +6,8 @@ argv[1] is a JSON list of cases:
    "expr": a Python expression for the value it must load as, or
    "original": a stored text written by Python whose value it must equal,
    "check": an optional expression on obj that must be true,
-   "only_check": true when the value contains itself and only check applies}
+   "only_check": true when the value contains itself and only check applies,
+   "bytearray_as_bytes": true when a bytearray may come back as bytes}
 Prints a JSON list of results. Besides loading each input with this
 Python 3, it checks what Python 2.7 would need: protocol 2 opcodes at most,
 and only classes Python 2.7 can import (datetime.timezone, which Python 2
@@ -55,11 +56,16 @@ PY2_GLOBALS = {
 }
 
 
+BYTES_LIKE = False  # set per case: a bytearray written back as bytes
+
+
 def same(a, b):
     """Equal values of the same types, recursively (1 == 1.0 == True and
     (1,) != [1] matter here)."""
     if isinstance(a, collections.OrderedDict) or isinstance(b, collections.OrderedDict):
         return isinstance(a, dict) and isinstance(b, dict) and same(list(a.items()), list(b.items()))
+    if BYTES_LIKE and isinstance(a, (bytes, bytearray)) and isinstance(b, (bytes, bytearray)):
+        return bytes(a) == bytes(b)
     if type(a) is not type(b):
         return False
     if isinstance(a, float):
@@ -72,16 +78,19 @@ def same(a, b):
         ok = len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
         return ok and (type(a).__module__ != "__main__" or same(vars(a), vars(b)))
     if isinstance(a, dict):
-        ok = list(a) == list(b) and all(same(type(k), type(l)) or k == l for k, l in zip(a, b)) \
-            and all(same(a[k], b[k]) for k in a)
+        # Position by position: keys such as Decimal('NaN') equal nothing.
+        ok = len(a) == len(b) and all(same(k, l) for k, l in zip(a, b)) \
+            and same(list(a.values()), list(b.values()))
         return ok and (type(a).__module__ != "__main__" or same(vars(a), vars(b)))
     if isinstance(a, (set, frozenset)):
-        return a == b
+        return len(a) == len(b) and all(any(same(x, y) for y in b) for x in a)
     if isinstance(a, decimal.Decimal):
         return str(a) == str(b)
+    if isinstance(a, type):
+        return a is b
     if isinstance(a, (datetime.datetime, datetime.time)):
         return a == b and (a.tzinfo is None) == (b.tzinfo is None) and a.utcoffset() == b.utcoffset()
-    if type(a).__module__ == "__main__":
+    if hasattr(a, "__dict__") and not isinstance(a, type):
         return same(vars(a), vars(b))
     return a == b
 
@@ -94,8 +103,10 @@ def main():
     cases = json.load(open(sys.argv[1], encoding="utf-8"))
     env = {"datetime": datetime, "decimal": decimal, "collections": collections, "math": math,
            "Thing": Thing, "WithArgs": WithArgs, "MyList": MyList, "MyDict": MyDict, "UTC": datetime.timezone.utc}
+    global BYTES_LIKE
     results = []
     for c in cases:
+        BYTES_LIKE = c.get("bytearray_as_bytes", False)
         r = {"name": c["name"]}
         try:
             p = zlib.decompress(base64.b64decode(c["input"]))
