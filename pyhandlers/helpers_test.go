@@ -88,9 +88,23 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	return newEnvOn(t, "sqlite")
+}
+
+// newEnvOn is newEnv on "sqlite" or "postgres".
+func newEnvOn(t testing.TB, db string) *env {
+	t.Helper()
 	cfg := testdb.Config{UseTZ: true}
 	py := testdb.Python(t)
-	dsn := testdb.SQLite(t, cfg)
+	var dsn string
+	switch db {
+	case "sqlite":
+		dsn = testdb.SQLite(t, cfg)
+	case "postgres":
+		dsn = testdb.Postgres(t, cfg)
+	default:
+		t.Fatalf("unknown database %q", db)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	store, err := djangodb.Open(ctx, dsn, testdb.Options(cfg))

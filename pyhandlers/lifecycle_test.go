@@ -229,7 +229,12 @@ func TestOutputAttribution(t *testing.T) {
 // TestDjangoHandler: with a settings module, handlers use the Django ORM on
 // the same database the daemon writes.
 func TestDjangoHandler(t *testing.T) {
-	e := newEnv(t)
+	for _, db := range []string{"sqlite", "postgres"} {
+		t.Run(db, func(t *testing.T) { djangoHandler(t, newEnvOn(t, db)) })
+	}
+}
+
+func djangoHandler(t *testing.T, e *env) {
 	cfg := e.poolConfig(t, newLogRecorder())
 	cfg.SettingsModule = "atpdtest.settings"
 	cfg.Env = append(testdb.DjangoEnv(t, e.dsn, e.cfg), "PYTHONDONTWRITEBYTECODE=1")

@@ -17,14 +17,18 @@ import (
 // reference-rows/README) through the pool, enqueued by the Python producer
 // with each pickle protocol a producer may use, and compares the rows.
 func TestDemoRows(t *testing.T) {
-	e := newEnv(t)
-	logs := newLogRecorder()
-	p := startPool(t, e.poolConfig(t, logs))
-	demoRows(t, e, p, true)
-	// The exception's traceback went to the log with the task.
-	if recs := logs.find("python handler raised an exception", map[string]string{"task_identifier": "raises", "exception": "KeyError"}); len(recs) == 0 ||
-		!strings.Contains(recs[0].Attrs["traceback"], "golden_handlers.py") {
-		t.Errorf("no traceback logged for the KeyError; log:\n%s", logs.dump())
+	for _, db := range []string{"sqlite", "postgres"} {
+		t.Run(db, func(t *testing.T) {
+			e := newEnvOn(t, db)
+			logs := newLogRecorder()
+			p := startPool(t, e.poolConfig(t, logs))
+			demoRows(t, e, p, true)
+			// The exception's traceback went to the log with the task.
+			if recs := logs.find("python handler raised an exception", map[string]string{"task_identifier": "raises", "exception": "KeyError"}); len(recs) == 0 ||
+				!strings.Contains(recs[0].Attrs["traceback"], "golden_handlers.py") {
+				t.Errorf("no traceback logged for the KeyError; log:\n%s", logs.dump())
+			}
+		})
 	}
 }
 
