@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian machine (Go already in /usr/local/go) to build atpd
-# and run every test: PostgreSQL reachable on 127.0.0.1 as the postgres role
+# and run every test: Chromium for the web UI test, PostgreSQL reachable on 127.0.0.1 as the postgres role
 # without a password, Debian's python3 with Django and psycopg2, and the Go
 # modules. Idempotent: each step checks first and does nothing when done.
 #
@@ -9,7 +9,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-PACKAGES=(postgresql python3-django python3-psycopg2)
+# chromium: the web UI's end-to-end test drives headless Chromium.
+PACKAGES=(postgresql python3-django python3-psycopg2 chromium)
 PG_CLUSTER=${ATPD_PG_CLUSTER:-main}
 PG_HOST=127.0.0.1
 TEST_DB=test
