@@ -13,8 +13,8 @@ hand.
 
 The database comes from the ATPD_DJANGO_* environment (atpdtest/settings.py).
 Every event is one JSON line on stdout, so that a test can count what this
-side did: {"event": "ready" | "task" | "zombie" | "retired" | "error" |
-"stopped", ...}.
+side did: {"event": "ready" | "task" | "sweep" | "zombie" | "retired" |
+"error" | "stopped", ...}.
 
   refdaemon.py [--server-id N] [--sweep-every N] [--idle-sleep S]
 """
@@ -68,10 +68,12 @@ def run_task(tracker, task_id):
 
 
 def cleanup(tracker):
-    for task_id, name in tracker.reenqueueZombieTasks(ZOMBIE_MESSAGE):
+    zombies = tracker.reenqueueZombieTasks(ZOMBIE_MESSAGE)
+    for task_id, name in zombies:
         emit(event="zombie", id=task_id, task=name)
     for task_id, name in tracker.deleteRetiredTasks():
         emit(event="retired", id=task_id, task=name)
+    emit(event="sweep", zombies=len(zombies))
 
 
 def main(argv=None):
