@@ -50,6 +50,7 @@ const pgEnqueueLock = 0x61747064_656e71
 
 type pgStore struct {
 	db       *sql.DB
+	conn     string // connection string, for the LISTEN connection
 	describe string
 	maxQueue int
 	loc      *time.Location // how times are returned: UTC, or TIME_ZONE without USE_TZ
@@ -85,6 +86,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("djangodb: open %s: %w", s.describe, err)
 	}
+	s.conn = conn
 	s.db, err = sql.Open("postgres", conn)
 	if err != nil {
 		return nil, fmt.Errorf("djangodb: open %s: %w", s.describe, err)

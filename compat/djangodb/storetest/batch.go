@@ -578,3 +578,66 @@ func (e *env) djangoReads(typ, id string, logs []string, mime string) {
 		e.t.Errorf("Django's getTaskResponse: %s (%v), want MIME type %q", lines[1], err, mime)
 	}
 }
+
+// testEnqueueMany: EnqueueMany writes the rows Enqueue writes, in queue
+// order, ignores the queue limit, and writes nothing when it fails.
+func testEnqueueMany(t *testing.T, e *env) {
+	e.register("Q", 60, -1, 2)
+	single := e.enqueue("Q", "single", "bulk")
+	n := djangodb.DefaultMaxQueueSize + 6
+	var tasks []djangodb.NewTask
+	for i := range n {
+		tasks = append(tasks, djangodb.NewTask{Identifier: fmt.Sprint("m", i), Input: input(fmt.Sprint("m", i))})
+	}
+	ids, err := djangodb.EnqueueMany(e.ctx, e.store, "Q", tasks, "bulk")
+	if err != nil {
+		t.Fatalf("enqueue %d tasks: %v", n, err)
+	}
+	if len(ids) != n || !slices.IsSorted(ids) || ids[0] <= single {
+		t.Fatalf("ids %v, want %d rising ids after %d", ids, n, single)
+	}
+	s := e.dump()
+	want := e.shapeOf(s, single)
+	for i, id := range ids {
+		if got := e.shapeOf(s, id); !reflect.DeepEqual(got, want) {
+			t.Fatalf("task %d: rows %+v, Enqueue wrote %+v", i, got, want)
+		}
+		in, err := e.store.Instance(e.ctx, id)
+		if err != nil || in.Identifier != tasks[i].Identifier || in.Type != "Q" {
+			t.Fatalf("Instance(%d) = %+v, %v; want Q/%s", id, in, err, tasks[i].Identifier)
+		}
+		if got, err := e.store.Input(e.ctx, id); err != nil || got != tasks[i].Input {
+			t.Fatalf("Input(%d) = %q, %v", id, got, err)
+		}
+	}
+	// Queue order: the single task first, then the bulk ones in order.
+	var order []int64
+	for _, r := range s.Tasks {
+		order = append(order, r.InstanceID)
+	}
+	if !slices.Equal(order, append([]int64{single}, ids...)) {
+		t.Errorf("task rows in id order name %v", order)
+	}
+
+	tests := []struct {
+		name  string
+		typ   string
+		tasks []djangodb.NewTask
+		want  error
+	}{
+		{"existing identifier", "Q", []djangodb.NewTask{{Identifier: "new", Input: "x"}, {Identifier: "m3", Input: "x"}}, djangodb.ErrExists},
+		{"identifier twice", "Q", []djangodb.NewTask{{Identifier: "twice", Input: "x"}, {Identifier: "twice", Input: "x"}}, djangodb.ErrExists},
+		{"unknown type", "Nope", []djangodb.NewTask{{Identifier: "x", Input: "x"}}, djangodb.ErrNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.dump()
+			if _, err := djangodb.EnqueueMany(e.ctx, e.store, tc.typ, tc.tasks, ""); !isErr(err, tc.want) {
+				t.Fatalf("EnqueueMany: %v, want %v", err, tc.want)
+			}
+			if after := e.dump(); !reflect.DeepEqual(after, before) {
+				t.Errorf("failed EnqueueMany changed rows")
+			}
+		})
+	}
+}

@@ -100,6 +100,7 @@ var cases = []testCase{
 	{"CompleteEqualsSingle", testCompleteEqualsSingle},
 	{"CompleteSkips", testCompleteSkips},
 	{"UnstorableText", testUnstorableText},
+	{"EnqueueMany", testEnqueueMany},
 }
 
 // Run runs the whole suite against h under every config in Configs.
