@@ -114,5 +114,6 @@ start-up error, 128+signal (130, 143) when a signal forced an immediate exit.`,
 	root.Flags().SortFlags = false
 	root.PersistentFlags().SortFlags = false
 	root.AddCommand(a.migrateCommand(), a.decodeInputCommand())
+	root.AddCommand(a.notifyCommand())
 	return root
 }
