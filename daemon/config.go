@@ -78,6 +78,8 @@ type Config struct {
 	MaxInputSize int64
 	// Logger receives every log line; nil means slog.Default().
 	Logger *slog.Logger
+	// Observer, when set, is told about task events (for metrics).
+	Observer Observer
 }
 
 // Validate reports the first field that cannot be used, by name.

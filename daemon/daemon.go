@@ -92,7 +92,8 @@ type Daemon struct {
 
 	stopOnce, abortOnce, hardOnce, doneOnce sync.Once
 
-	n counters
+	n   counters
+	obs *observer
 }
 
 // New checks cfg and returns a daemon that is not yet running.
@@ -121,6 +122,7 @@ func New(store djangodb.Store, exec executor.Executor, cfg Config) (*Daemon, err
 		loopDone:  make(chan struct{}),
 		sweepDone: make(chan struct{}),
 		sweepNow:  make(chan struct{}, 1),
+		obs:       newObserver(cfg.Observer),
 	}
 	d.handlerCtx, d.cancelHandler = context.WithCancelCause(context.Background())
 	for i := range cfg.Workers {
@@ -407,6 +409,7 @@ func (d *Daemon) shutdownUnstarted(id int64) {
 			"instance_id", id, "error", err)
 	default:
 		d.n.reenqueued.Add(1)
+		d.obs.TaskReenqueued("")
 		d.log.Info("ATPD: re-enqueued claimed task at shutdown", "instance_id", id)
 	}
 }

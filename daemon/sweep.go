@@ -64,6 +64,7 @@ func (d *Daemon) cleanUp() {
 	// A partial result is still worth logging: those rows were written.
 	for _, r := range res.Reenqueued {
 		d.n.zombiesReenqueued.Add(1)
+		d.obs.TaskReenqueued(r.Type)
 		d.log.Warn("[MASTER] Task "+refText(r)+" renqueued after timeout!", refAttrs(r)...)
 	}
 	for _, r := range res.Failed {
@@ -72,6 +73,7 @@ func (d *Daemon) cleanUp() {
 	}
 	for _, r := range res.Unstuck {
 		d.n.unstuck.Add(1)
+		d.obs.TaskReenqueued(r.Type)
 		d.log.Warn("[MASTER] Task "+refText(r)+" renqueued: its claim was older than "+djangodb.PullTimeout.String(), refAttrs(r)...)
 	}
 

@@ -59,8 +59,9 @@ func (d *Daemon) runTask(slot int, id int64) {
 	}
 	ref = st.Ref()
 	d.n.started.Add(1)
-	d.n.busy.Add(1)
-	defer d.n.busy.Add(-1)
+	d.obs.TaskStarted(st.Type)
+	d.addBusy(1)
+	defer d.addBusy(-1)
 	if st.StartedAt.IsZero() {
 		st.StartedAt = before
 	}
@@ -160,9 +161,11 @@ func (d *Daemon) finish(st djangodb.StartedTask, handlerSet djangodb.Status, log
 	switch {
 	case wrote || handlerSet == djangodb.Finished:
 		d.n.finished.Add(1)
+		d.obs.TaskFinished(st.Type, djangodb.Finished, time.Since(st.StartedAt))
 		log.Info("PROCESS: " + st.Type + " " + st.Identifier + " is finished ...")
 	case handlerSet == djangodb.Failed:
 		d.n.failed.Add(1)
+		d.obs.TaskFinished(st.Type, djangodb.Failed, time.Since(st.StartedAt))
 		log.Warn("PROCESS: "+st.Type+" "+st.Identifier+" is finished: the handler set FAILED", "status", handlerSet.String())
 	default:
 		log.Info("PROCESS: " + st.Type + " " + st.Identifier + " is finished: already terminal")
@@ -178,6 +181,7 @@ func (d *Daemon) fail(st djangodb.StartedTask, cause error, log *slog.Logger) {
 		return
 	}
 	d.n.failed.Add(1)
+	d.obs.TaskFinished(st.Type, djangodb.Failed, time.Since(st.StartedAt))
 	if errors.Is(cause, context.Canceled) {
 		log.Warn("PROCESS: "+st.Type+" "+st.Identifier+" failed: "+msg, "reason", cause)
 		return
@@ -204,6 +208,7 @@ func (d *Daemon) timedOut(st djangodb.StartedTask, log *slog.Logger) {
 		return
 	}
 	d.n.failed.Add(1)
+	d.obs.TaskFinished(st.Type, djangodb.Failed, time.Since(st.StartedAt))
 	log.Warn("PROCESS: "+st.Type+" "+st.Identifier+" timed out and failed: "+msg,
 		"timeout", st.Timeout, "start", st.Starts, "maxstart", st.MaxStart)
 }
@@ -221,6 +226,7 @@ func (d *Daemon) requeueRunning(st djangodb.StartedTask, message, what string, l
 		return
 	}
 	d.n.reenqueued.Add(1)
+	d.obs.TaskReenqueued(st.Type)
 	log.Warn("PROCESS: "+st.Type+" "+st.Identifier+" "+what,
 		"timeout", st.Timeout, "start", st.Starts, "maxstart", st.MaxStart)
 }
@@ -273,6 +279,7 @@ func (d *Daemon) failAfterPanic(ref djangodb.InstanceRef, r any) {
 		return
 	}
 	d.n.failed.Add(1)
+	d.obs.TaskFinished(ref.Type, djangodb.Failed, 0)
 }
 
 // cleanText makes a handler's text storable: PostgreSQL text holds neither
