@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/config"
 )
 
@@ -17,6 +18,9 @@ import (
 // process at once with 128 + the signal number, the shell's convention
 // (130 for SIGINT, 143 for SIGTERM); tasks still RUNNING then are left to
 // the zombie sweep, as with the reference daemon.
+//
+// Operator commands exit with 75 (exitQueueFull) when a task was not
+// queued because the queue is full.
 const (
 	exitOK      = 0
 	exitFailure = 1 // bad usage, configuration, start-up or command failure
@@ -58,6 +62,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	case errors.As(err, &ee):
 		return ee.code
+	case errors.Is(err, djangodb.ErrQueueFull):
+		fmt.Fprintf(stderr, "atpd: %v (the queue holds its maximum of waiting tasks; retry later or use --wait)\n", err)
+		return exitQueueFull
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "atpd: %v\n\n%s", ue.err, ue.cmd.UsageString())
 		return exitFailure
@@ -115,5 +122,8 @@ start-up error, 128+signal (130, 143) when a signal forced an immediate exit.`,
 	root.PersistentFlags().SortFlags = false
 	root.AddCommand(a.migrateCommand(), a.decodeInputCommand())
 	root.AddCommand(a.notifyCommand())
+	root.AddCommand(a.operatorCommands()...)
+	root.AddCommand(a.demoCommand())
+	addHTTPFlag(root)
 	return root
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/eoxserver/atpd/config"
 	"github.com/eoxserver/atpd/executor"
@@ -15,8 +17,9 @@ import (
 // buildExecutor assembles the router: Go handlers first, then the
 // configured routes, then CPython worker processes for every other path,
 // as the reference daemon ran every handler in Python. The returned stop
-// function ends the worker processes.
-func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger) (executor.Executor, func(), error) {
+// function ends the worker processes. With lazyPython the CPython workers
+// start only when a task needs one (atpd demo, whose tasks run in Go).
+func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger, lazyPython bool) (executor.Executor, func(), error) {
 	goHandlers := gohandlers.Default
 	goHandlers.SetLogger(log)
 
@@ -32,32 +35,130 @@ func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger) (ex
 	if err != nil {
 		return nil, nil, fmt.Errorf("embedded python handlers: %w", err)
 	}
-	pool, err := pyhandlers.New(pyCfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("python handlers (set the interpreter with --python): %w", err)
+	var cpython interface {
+		executor.Executor
+		Stop()
 	}
-	if err := pool.Start(ctx); err != nil {
-		return nil, nil, fmt.Errorf("python handlers: start %s: %w", cfg.Python, err)
+	if lazyPython {
+		cpython = &lazyPool{cfg: pyCfg, log: log}
+	} else if pool, err := startPool(ctx, pyCfg); err == nil {
+		cpython = pool
+	} else {
+		if pythonRequired(cfg) {
+			return nil, nil, fmt.Errorf("python handlers (set the interpreter with --python): %w", err)
+		}
+		// Nothing in the configuration asks for Python: a host with only
+		// Go handlers (atpd demo on a fresh machine) must still run them.
+		log.Warn("ATPD: python handlers unavailable; tasks whose handler has no Go port will fail until "+cfg.Python+" starts",
+			"python", cfg.Python, "error", err)
+		cpython = &lazyPool{cfg: pyCfg, log: log, lastErr: err, lastTry: time.Now()}
 	}
 	router := &executor.Router{
 		Go:     goHandlers,
 		Routes: cfg.Executors,
 		Executors: map[string]executor.Executor{
 			config.ExecutorGo:       goHandlers,
-			config.ExecutorCPython:  pool,
+			config.ExecutorCPython:  cpython,
 			config.ExecutorEmbedded: embedded,
 		},
-		Default: pool,
+		Default: cpython,
 	}
 	if err := router.Validate(); err != nil {
-		pool.Stop()
+		cpython.Stop()
 		return nil, nil, err
 	}
 	var ex executor.Executor = router
 	if len(cfg.AllowHandlers) > 0 {
 		ex = &allowList{next: router, allow: cfg.AllowHandlers}
 	}
-	return ex, pool.Stop, nil
+	return ex, cpython.Stop, nil
+}
+
+// startPool starts CPython workers: one at once, so that a wrong
+// interpreter, path or settings module is reported now.
+func startPool(ctx context.Context, cfg pyhandlers.Config) (*pyhandlers.Pool, error) {
+	p, err := pyhandlers.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start %s: %w", cfg.Python, err)
+	}
+	return p, nil
+}
+
+// pythonRequired reports whether the configuration asks for CPython
+// handlers, so that a broken interpreter is a start-up error rather than a
+// warning.
+func pythonRequired(cfg config.Config) bool {
+	if cfg.Settings != "" || len(cfg.PythonPath) > 0 || cfg.Source(config.KeyPython) != config.SourceDefault {
+		return true
+	}
+	for _, name := range cfg.Executors {
+		if name == config.ExecutorCPython {
+			return true
+		}
+	}
+	return false
+}
+
+// lazyRetry is how often lazyPool tries again to start Python; in between,
+// tasks fail at once with the last error.
+const lazyRetry = 10 * time.Second
+
+// lazyPool is the CPython executor after a failed start: it starts a pool
+// when a task needs one, so that installing Python fixes a running daemon,
+// and fails the task with the reason while Python does not start.
+type lazyPool struct {
+	cfg pyhandlers.Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	pool    *pyhandlers.Pool
+	lastErr error
+	lastTry time.Time
+	stopped bool
+}
+
+func (l *lazyPool) Execute(ctx context.Context, task *executor.Task, status executor.TaskStatus) error {
+	pool, err := l.get(ctx)
+	if err != nil {
+		return fmt.Errorf("handler %s needs Python, which is unavailable (%s: %v): %w", task.Handler, l.cfg.Python, err, executor.ErrNoHandler)
+	}
+	return pool.Execute(ctx, task, status)
+}
+
+func (l *lazyPool) get(ctx context.Context) (*pyhandlers.Pool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.pool != nil:
+		return l.pool, nil
+	case l.stopped:
+		return nil, pyhandlers.ErrStopped
+	case time.Since(l.lastTry) < lazyRetry:
+		return nil, l.lastErr
+	}
+	l.lastTry = time.Now()
+	p, err := startPool(ctx, l.cfg)
+	if err != nil {
+		l.lastErr = err
+		return nil, err
+	}
+	l.log.Info("ATPD: python handlers available now", "python", l.cfg.Python)
+	l.pool = p
+	return p, nil
+}
+
+// Stop ends the pool if one was started; later tasks fail.
+func (l *lazyPool) Stop() {
+	l.mu.Lock()
+	p := l.pool
+	l.stopped = true
+	l.mu.Unlock()
+	if p != nil {
+		p.Stop()
+	}
 }
 
 // allowList refuses handler paths outside AllowHandlers: task types are

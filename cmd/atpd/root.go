@@ -18,6 +18,9 @@ import (
 // runDaemon is the root command: start-up, the task loop, and shutdown on
 // signals.
 func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
+	if err := applyHTTPFlag(cmd); err != nil {
+		return err
+	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, shutdownSignals...)
 	defer signal.Stop(sigs)
@@ -83,35 +86,32 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 	}
 	log.Info(fmt.Sprintf("ATPD: workers=%d", cfg.Workers))
 	logIgnoredOptions(log, cfg, ignored)
-	if cfg.HTTPAddr != "" {
-		// TODO(metrics): serve metrics and health on cfg.HTTPAddr once
-		// the HTTP endpoint exists.
-		log.Warn("ATPD: http_addr is not served yet; ignored", "http_addr", cfg.HTTPAddr)
-	}
 
 	store, err := openStore(startCtx, cfg, log)
 	if err != nil {
 		return fail(err)
 	}
 	defer store.Close()
-	ex, stopExecutor, err := buildExecutor(startCtx, cfg, log)
+	ex, stopExecutor, err := buildExecutor(startCtx, cfg, log, false)
 	if err != nil {
 		return fail(err)
 	}
 	defer stopExecutor()
 
-	d, err := daemon.New(store, ex, daemon.Config{
-		ServerID:      id,
-		Workers:       cfg.Workers,
-		PollInterval:  cfg.PollInterval,
-		SweepInterval: cfg.SweepInterval,
-		DrainTimeout:  cfg.DrainTimeout,
-		MaxInputSize:  int64(cfg.MaxInputSize),
-		Logger:        log,
-	})
+	metrics, err := newWebMetrics(cfg)
 	if err != nil {
 		return fail(err)
 	}
+	d, err := daemon.New(store, ex, daemonConfig(cfg, id, metrics, log))
+	if err != nil {
+		return fail(err)
+	}
+	// Before the daemon takes any task: a busy port fails the start.
+	stopHTTP, err := startHTTP(startCtx, cfg, metrics, store, d, sid, log)
+	if err != nil {
+		return fail(err)
+	}
+	defer stopHTTP()
 	if e := endEarly(); e != nil {
 		log.Info("ATPD: start-up interrupted by a signal", "signal", early.String())
 		return e

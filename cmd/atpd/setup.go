@@ -12,6 +12,7 @@ import (
 
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/config"
+	"github.com/eoxserver/atpd/daemon"
 	"github.com/eoxserver/atpd/internal/logfmt"
 )
 
@@ -23,9 +24,18 @@ const storeTimeout = 30 * time.Second
 // Django settings module when there is one, and validates it. Ignored
 // database OPTIONS are returned for the caller to log once it has a logger.
 func loadConfig(ctx context.Context, cmd *cobra.Command) (config.Config, []string, error) {
+	return loadConfigAdjusted(ctx, cmd, nil)
+}
+
+// loadConfigAdjusted is loadConfig with adjust applied to the layered
+// configuration before it is validated and completed from Django.
+func loadConfigAdjusted(ctx context.Context, cmd *cobra.Command, adjust func(*config.Config)) (config.Config, []string, error) {
 	cfg, err := config.Load(cmd.Flags())
 	if err != nil {
 		return cfg, nil, err
+	}
+	if adjust != nil {
+		adjust(&cfg)
 	}
 	// Validate before running Python, so that a typo in -s is reported as
 	// such rather than as an import error.
@@ -54,6 +64,12 @@ func newLogger(w io.Writer, cfg config.Config, serverID string) (*slog.Logger, e
 // database is created and migrated on first use; any other database must
 // already have the tables (from Django's migrate or `atpd migrate`).
 func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (djangodb.Store, error) {
+	return openStoreMigrating(ctx, cfg, log, cfg.EmbeddedDB())
+}
+
+// openStoreMigrating is openStore that creates the ATP tables when migrate
+// is set, in whatever database cfg names.
+func openStoreMigrating(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool) (djangodb.Store, error) {
 	opts, err := cfg.StoreOptions()
 	if err != nil {
 		return nil, err
@@ -64,14 +80,14 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (django
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", djangodb.RedactDSN(cfg.DB), err)
 	}
-	if cfg.EmbeddedDB() {
+	if migrate {
 		created, err := store.Migrate(ctx)
 		if err != nil {
 			store.Close()
 			return nil, fmt.Errorf("migrate database %s: %w", store.Describe(), err)
 		}
 		if created {
-			log.Info("ATPD: created the ATP tables in atpd's own database", "database", store.Describe())
+			log.Info("ATPD: created the ATP tables", "database", store.Describe())
 		}
 		return store, nil
 	}
@@ -92,4 +108,22 @@ func logIgnoredOptions(log *slog.Logger, cfg config.Config, ignored []string) {
 		log.Warn("ATPD: Django database OPTIONS not used by atpd", "settings", cfg.Settings,
 			"db_alias", cfg.DBAlias, "options", strings.Join(ignored, ","))
 	}
+}
+
+// daemonConfig is the daemon's configuration from atpd's; the daemon feeds
+// metrics, when they are served.
+func daemonConfig(cfg config.Config, id int64, metrics *webMetrics, log *slog.Logger) daemon.Config {
+	dc := daemon.Config{
+		ServerID:      id,
+		Workers:       cfg.Workers,
+		PollInterval:  cfg.PollInterval,
+		SweepInterval: cfg.SweepInterval,
+		DrainTimeout:  cfg.DrainTimeout,
+		MaxInputSize:  int64(cfg.MaxInputSize),
+		Logger:        log,
+	}
+	if metrics != nil {
+		dc.Observer = metrics.daemon
+	}
+	return dc
 }

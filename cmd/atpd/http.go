@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/config"
+	"github.com/eoxserver/atpd/daemon"
+	"github.com/eoxserver/atpd/web"
+)
+
+// flagHTTP is the short name of --http-addr.
+const flagHTTP = "http"
+
+// addHTTPFlag adds --http ADDR, a second name for the daemon flag
+// --http-addr, to a command that has the daemon flags.
+func addHTTPFlag(c *cobra.Command) {
+	c.Flags().String(flagHTTP, "", "serve the task pages, /healthz and /metrics on host:port (same as --http-addr; off by default)")
+}
+
+// applyHTTPFlag copies --http into --http-addr, which the configuration
+// reads, so that both names behave alike (the flag wins over ATPD_HTTP_ADDR
+// and the config file).
+func applyHTTPFlag(cmd *cobra.Command) error {
+	f := cmd.Flags().Lookup(flagHTTP)
+	if f == nil || !f.Changed {
+		return nil
+	}
+	if cmd.Flags().Changed("http-addr") && cmd.Flags().Lookup("http-addr").Value.String() != f.Value.String() {
+		return &usageError{cmd: cmd, err: errors.New("--http and --http-addr name different addresses")}
+	}
+	return cmd.Flags().Set("http-addr", f.Value.String())
+}
+
+// webMetrics holds what /metrics serves: the daemon's own collectors
+// (which the daemon feeds) and the Go runtime's, in a registry of this
+// process.
+type webMetrics struct {
+	registry *prometheus.Registry
+	daemon   *web.Metrics
+}
+
+// newWebMetrics returns the metrics for cfg, or nil when nothing is
+// served.
+func newWebMetrics(cfg config.Config) (*webMetrics, error) {
+	if cfg.HTTPAddr == "" {
+		return nil, nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := web.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &webMetrics{registry: reg, daemon: m}, nil
+}
+
+// startHTTP serves the web pages of store with d's statistics on
+// cfg.HTTPAddr, when set. It returns once the address is bound, so that a
+// busy port fails the start; the returned function stops the server.
+func startHTTP(ctx context.Context, cfg config.Config, m *webMetrics, store djangodb.Store, d *daemon.Daemon, sid string, log *slog.Logger) (stop func(), err error) {
+	if cfg.HTTPAddr == "" || m == nil {
+		return func() {}, nil
+	}
+	h := web.New(store, web.Options{
+		Logger:   log,
+		Registry: m.registry,
+		Stats: func() web.Stats {
+			s := d.Stats()
+			return web.Stats{
+				ServerID: sid, Workers: s.Workers, Busy: s.Busy, Started: s.Started,
+				Finished: s.Finished, Failed: s.Failed, Reenqueued: s.Reenqueued, Sweeps: s.Sweeps,
+			}
+		},
+		Alive: func() error {
+			select {
+			case <-d.Done():
+				return errors.New("the task loop has stopped")
+			default:
+				return nil
+			}
+		},
+	})
+	srv := web.NewServer(cfg.HTTPAddr, h, log)
+	if err := srv.Start(context.WithoutCancel(ctx)); err != nil {
+		return nil, err
+	}
+	log.Info("ATPD: serving the task pages, /healthz and /metrics", "http_addr", srv.Addr())
+	return srv.Stop, nil
+}
