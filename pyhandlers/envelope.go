@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/zlib"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -26,6 +27,9 @@ func decodeInput(text string, max int) ([]byte, error) {
 	raw, err := base64.StdEncoding.DecodeString(clean)
 	if err != nil {
 		return nil, fmt.Errorf("input: bad base64: %w", err)
+	}
+	if len(raw) == 0 {
+		return nil, errors.New("input: empty")
 	}
 	r, err := zlib.NewReader(bytes.NewReader(raw))
 	if err != nil {

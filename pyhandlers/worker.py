@@ -296,13 +296,25 @@ def reload_source(module):
     exec(code, module.__dict__)
 
 
+class InputError(Exception):
+    """The task's input could not be unpickled, and Python said nothing more."""
+
+
 def load_input(data):
-    if PY3:
-        # Python 2's str is text to EOxServer handlers, so its byte strings
-        # become str through latin-1, which maps every byte; this is also what
-        # Python 2 datetime and Decimal pickles need to load on Python 3.
-        return pickle.loads(data, encoding="latin1")
-    return pickle.loads(data)
+    try:
+        if PY3:
+            # Python 2's str is text to EOxServer handlers, so its byte
+            # strings become str through latin-1, which maps every byte; this
+            # is also what Python 2 datetime and Decimal pickles need to load
+            # on Python 3.
+            return pickle.loads(data, encoding="latin1")
+        return pickle.loads(data)
+    except Exception as e:
+        if exception_text(e):
+            raise
+        # A pickle declaring a huge length raises a bare MemoryError: its
+        # empty str() would be the whole FAILED message.
+        raise InputError("input: cannot unpickle: %s" % type(e).__name__)
 
 
 def exception_text(e):
