@@ -46,12 +46,12 @@ func makeGlobal(mod, name string, proto int) Global {
 // callGlobal is what calling a class or function named in the pickle
 // yields: a Go value for the classes this package maps, an Object recording
 // the call for any other.
-func callGlobal(g Global, args []any) (any, error) {
+func callGlobal(h *hasher, g Global, args []any) (any, error) {
 	switch g.Module {
 	case "builtins":
 		switch g.Name {
 		case "set", "frozenset":
-			return makeSet(args, g.Name == "frozenset")
+			return makeSet(h, args, g.Name == "frozenset")
 		case "bytes", "bytearray":
 			return makeBytes(args)
 		case "complex":
@@ -78,7 +78,7 @@ func callGlobal(g Global, args []any) (any, error) {
 		}
 	case "collections":
 		if g.Name == "OrderedDict" {
-			return makeOrderedDict(args)
+			return makeOrderedDict(h, args)
 		}
 	case "copyreg":
 		switch g.Name {
@@ -106,7 +106,7 @@ func callGlobal(g Global, args []any) (any, error) {
 				return nil, fmt.Errorf("class must be a class, got %s", kindName(args[0]))
 			}
 			if g.Name == "__newobj__" {
-				return newObject(cls, args[1:], nil)
+				return newObject(h, cls, args[1:], nil)
 			}
 			if len(args) != 3 {
 				return nil, fmt.Errorf("takes 3 arguments, got %d", len(args))
@@ -116,14 +116,14 @@ func callGlobal(g Global, args []any) (any, error) {
 			if !ok || !ok2 {
 				return nil, fmt.Errorf("needs a tuple and a dict, got %s and %s", kindName(args[1]), kindName(args[2]))
 			}
-			return newObject(cls, t.items, kw)
+			return newObject(h, cls, t.items, kw)
 		}
 	}
 	return &Object{Module: g.Module, Name: g.Name, Args: slices.Clone(args)}, nil
 }
 
 // newObject is cls.__new__(cls, *args, **kwargs) (NEWOBJ, NEWOBJ_EX).
-func newObject(cls Global, args []any, kw *Dict) (any, error) {
+func newObject(h *hasher, cls Global, args []any, kw *Dict) (any, error) {
 	if cls.Module == "builtins" {
 		switch cls.Name {
 		case "dict":
@@ -134,12 +134,12 @@ func newObject(cls Global, args []any, kw *Dict) (any, error) {
 			return l, nil
 		case "set", "frozenset", "bytes", "bytearray", "complex":
 			if kw.Len() == 0 {
-				return callGlobal(cls, args)
+				return callGlobal(h, cls, args)
 			}
 		}
 	}
 	if cls == (Global{"collections", "OrderedDict"}) && kw.Len() == 0 {
-		return callGlobal(cls, args)
+		return callGlobal(h, cls, args)
 	}
 	return &Object{Module: cls.Module, Name: cls.Name, Args: slices.Clone(args), Kwargs: kw, NewObj: true}, nil
 }
@@ -163,7 +163,7 @@ func elements(v any) ([]any, bool) {
 	return nil, false
 }
 
-func makeSet(args []any, frozen bool) (any, error) {
+func makeSet(h *hasher, args []any, frozen bool) (any, error) {
 	s := &setBox{frozen: frozen, height: 1}
 	if len(args) == 0 {
 		return s, nil
@@ -176,7 +176,7 @@ func makeSet(args []any, frozen bool) (any, error) {
 		return nil, fmt.Errorf("%s is not iterable", kindName(args[0]))
 	}
 	for _, it := range items {
-		if err := s.add(it); err != nil {
+		if err := s.add(h, it); err != nil {
 			return nil, err
 		}
 	}
@@ -582,7 +582,7 @@ exp:
 	return e != "" && strings.Trim(e, "0123456789") == ""
 }
 
-func makeOrderedDict(args []any) (any, error) {
+func makeOrderedDict(h *hasher, args []any) (any, error) {
 	d := &Dict{height: 1}
 	if len(args) == 0 {
 		return d, nil
@@ -592,7 +592,7 @@ func makeOrderedDict(args []any) (any, error) {
 	}
 	if src, ok := args[0].(*Dict); ok {
 		for _, e := range src.entries {
-			k, _ := hashKey(e.Key, 0)
+			k, _ := h.key(e.Key, 0)
 			d.set(k, e.Key, e.Value)
 		}
 		d.height = src.height
@@ -607,7 +607,7 @@ func makeOrderedDict(args []any) (any, error) {
 		if _, isStr := p.(string); isStr || !ok || len(kv) != 2 {
 			return nil, fmt.Errorf("items must be pairs, got %s", kindName(p))
 		}
-		k, err := hashKey(kv[0], 0)
+		k, err := h.key(kv[0], 0)
 		if err != nil {
 			return nil, err
 		}

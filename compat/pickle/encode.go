@@ -89,6 +89,7 @@ func at(err error, seg string) error {
 }
 
 type encoder struct {
+	h     hasher // checks set elements, remembering shared ones
 	buf   []byte
 	memo  map[ident]uint32
 	open  map[ident]bool
@@ -546,7 +547,7 @@ func (e *encoder) appends(l []any, depth int, seg func(int) string) error {
 
 func (e *encoder) set(items []any, class string, depth int) error {
 	for i, it := range items {
-		if _, err := hashKey(it, depth+1); err != nil {
+		if _, err := e.h.key(it, depth+1); err != nil {
 			return at(err, index(i))
 		}
 	}

@@ -55,6 +55,24 @@ type jsonWriter struct {
 	indent string
 	max    int
 	open   map[ident]bool
+	// bigText caches the decimal text of huge integers: converting one is
+	// superlinear and a memoised integer can appear many times.
+	bigText map[*big.Int][]byte
+}
+
+func (w *jsonWriter) bigInt(x *big.Int) []byte {
+	if x.IsInt64() {
+		return strconv.AppendInt(nil, x.Int64(), 10)
+	}
+	if t, ok := w.bigText[x]; ok {
+		return t
+	}
+	if w.bigText == nil {
+		w.bigText = map[*big.Int][]byte{}
+	}
+	t := x.Append(nil, 10)
+	w.bigText[x] = t
+	return t
 }
 
 func (w *jsonWriter) newline(level int) {
@@ -108,7 +126,7 @@ func (w *jsonWriter) value(v any, level int) error {
 	case int8, int16, int32, uint, uint8, uint16, uint32, uint64:
 		w.buf = fmt.Append(w.buf, v)
 	case *big.Int:
-		w.buf = v.Append(w.buf, 10)
+		w.buf = append(w.buf, w.bigInt(v)...)
 	case float64:
 		w.float(v)
 	case float32:
@@ -267,10 +285,13 @@ func (w *jsonWriter) dict(d *Dict, level int) error {
 	keys := make([]string, len(es))
 	vals := make([]any, len(es))
 	for i, e := range es {
-		if s, ok := e.Key.(string); ok {
-			keys[i] = textOf(s)
-		} else {
-			keys[i] = pyRepr(e.Key)
+		switch k := e.Key.(type) {
+		case string:
+			keys[i] = textOf(k)
+		case *big.Int:
+			keys[i] = string(w.bigInt(k))
+		default:
+			keys[i] = pyRepr(k)
 		}
 		vals[i] = e.Value
 	}
@@ -294,7 +315,7 @@ type setElem struct {
 func (w *jsonWriter) set(items []any, level int) error {
 	elems := make([]setElem, len(items))
 	for i, it := range items {
-		sub := &jsonWriter{max: w.max - len(w.buf), open: w.open}
+		sub := &jsonWriter{max: w.max - len(w.buf), open: w.open, bigText: w.bigText}
 		if err := sub.value(it, 0); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package pickle
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"math/big"
@@ -10,22 +11,23 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
-// hkey is a value's identity under Python's == for hashable values. String
-// keys, by far the most common, are the string itself (str set) so that
-// looking them up allocates nothing; every other key is a canonical text
-// whose first byte says its kind.
+// hkey is a value's identity under Python's == for hashable values. Short
+// string keys, by far the most common, are the string itself (str set), so
+// that looking them up allocates nothing; every other key is a canonical
+// text whose first byte says its kind. A canonical text longer than
+// digestOver bytes is replaced by a SHA-256 digest of it, so that keys stay
+// short whatever the value: Go cannot cache a string's hash the way Python
+// does, and a map lookup hashes the whole key every time.
 type hkey struct {
 	s   string
 	str bool
 }
 
 const (
-	// maxKeyLen bounds a canonical key. Tuples that share sub-tuples
-	// through the memo double their text at every level, so without a bound
-	// a 100-byte pickle could ask for a key of 2^50 bytes.
-	maxKeyLen = 1 << 20
+	digestOver = 64
 	// smallIndex is the size up to which an index is a linear scan: most
 	// dicts in task inputs are small, and a map per dict costs more than it
 	// saves.
@@ -34,11 +36,36 @@ const (
 
 var nanSeq atomic.Uint64
 
+// hasher computes keys, remembering those of large values by identity: a
+// pickle can store one big integer, string or tuple once and use it as a
+// key any number of times, and each recomputation would cost its size.
+// The zero value works; decoding keeps one for the whole pickle.
+type hasher struct {
+	texts map[textID]string
+	bigs  map[*big.Int]string
+	seen  map[ident]string
+}
+
+// textID identifies long strings and bytes by their memory.
+type textID struct {
+	p    uintptr
+	n    int
+	kind byte
+}
+
 // hashKey returns the key under which v is found in a dict or set, or
 // ErrUnhashable for values Python refuses to hash.
 func hashKey(v any, depth int) (hkey, error) {
+	var h hasher
+	return h.key(v, depth)
+}
+
+func (h *hasher) key(v any, depth int) (hkey, error) {
 	if s, ok := v.(string); ok {
-		return hkey{s: s, str: true}, nil
+		if len(s) <= digestOver {
+			return hkey{s: s, str: true}, nil
+		}
+		return hkey{s: h.long('s', unsafe.StringData(s), s)}, nil
 	}
 	if depth > maxWalkDepth {
 		return hkey{}, fmt.Errorf("%w: key nested deeper than %d levels", ErrTooDeep, maxWalkDepth)
@@ -60,9 +87,17 @@ func hashKey(v any, depth int) (hkey, error) {
 	case *big.Int:
 		if v.IsInt64() {
 			s = "i" + strconv.FormatInt(v.Int64(), 10)
-		} else {
-			s = "i" + v.String()
+			break
 		}
+		if k, ok := h.bigs[v]; ok {
+			return hkey{s: k}, nil
+		}
+		k := bigKey(v)
+		if h.bigs == nil {
+			h.bigs = map[*big.Int]string{}
+		}
+		h.bigs[v] = k
+		return hkey{s: k}, nil
 	case float64:
 		s = floatKey(v)
 	case complex128:
@@ -73,9 +108,13 @@ func hashKey(v any, depth int) (hkey, error) {
 				strconv.FormatUint(math.Float64bits(imag(v)), 16)
 		}
 	case Bytes:
-		s = "b" + string(v)
+		var p *byte
+		if len(v) > 0 {
+			p = &v[0]
+		}
+		return hkey{s: h.long('b', p, string(v))}, nil
 	case Decimal:
-		s = "d" + string(v)
+		return hkey{s: h.long('d', unsafe.StringData(string(v)), string(v))}, nil
 	case DateTime:
 		if v.Naive {
 			s = "T" + v.Time.Format("2006-01-02T15:04:05.999999999")
@@ -91,37 +130,82 @@ func hashKey(v any, depth int) (hkey, error) {
 	case Timedelta:
 		s = fmt.Sprintf("r%d/%d/%d", v.Days, v.Seconds, v.Microseconds)
 	case Global:
-		s = "g" + v.Module + "\x00" + v.Name
+		s = digest("g" + v.Module + "\x00" + v.Name)
 	case *Object:
 		// Instances hash by identity unless their class says otherwise,
 		// which this package cannot know.
 		s = fmt.Sprintf("o%p", v)
 	case *tupleBox:
-		if v.keyed {
-			return hkey{s: v.key}, nil
+		if !v.keyed {
+			k, err := h.seq('(', v.items, depth)
+			if err != nil {
+				return hkey{}, err
+			}
+			v.key, v.keyed = k, true
 		}
-		k, err := seqKey('(', v.items, depth, false)
-		if err != nil {
-			return hkey{}, err
-		}
-		v.key, v.keyed = k, true
-		return hkey{s: k}, nil
-	case Tuple:
-		k, err := seqKey('(', v, depth, false)
-		return hkey{s: k}, err
+		return hkey{s: v.key}, nil
 	case *setBox:
 		if !v.frozen {
 			return hkey{}, fmt.Errorf("%w: set", ErrUnhashable)
 		}
-		k, err := seqKey('{', v.items, depth, true)
-		return hkey{s: k}, err
+		if !v.keyed {
+			k, err := h.seq('{', v.items, depth)
+			if err != nil {
+				return hkey{}, err
+			}
+			v.key, v.keyed = k, true
+		}
+		return hkey{s: v.key}, nil
+	case Tuple:
+		return h.final('(', v, depth)
 	case FrozenSet:
-		k, err := seqKey('{', v, depth, true)
-		return hkey{s: k}, err
+		return h.final('{', v, depth)
 	default:
 		return hkey{}, fmt.Errorf("%w: %s", ErrUnhashable, kindName(v))
 	}
 	return hkey{s: s}, nil
+}
+
+// long is the key of text-like values, remembered by their memory.
+func (h *hasher) long(kind byte, p *byte, text string) string {
+	if len(text) < digestOver {
+		return string(kind) + text
+	}
+	id := textID{p: uintptr(unsafe.Pointer(p)), n: len(text), kind: kind}
+	if k, ok := h.texts[id]; ok {
+		return k
+	}
+	k := digest(string(kind) + text)
+	if h.texts == nil {
+		h.texts = map[textID]string{}
+	}
+	h.texts[id] = k
+	return k
+}
+
+// final is the key of a Tuple or FrozenSet built in Go or handed out by
+// Decode, remembered by identity for the length of one hasher's use, so
+// that a structure sharing sub-tuples costs its size, not its unfolded
+// size.
+func (h *hasher) final(open byte, items []any, depth int) (hkey, error) {
+	id, ok := identity(items)
+	if ok {
+		id.kind = open
+		if k, ok := h.seen[id]; ok {
+			return hkey{s: k}, nil
+		}
+	}
+	k, err := h.seq(open, items, depth)
+	if err != nil {
+		return hkey{}, err
+	}
+	if ok {
+		if h.seen == nil {
+			h.seen = map[ident]string{}
+		}
+		h.seen[id] = k
+	}
+	return hkey{s: k}, nil
 }
 
 // floatKey makes a float that equals an integer share the integer's key,
@@ -137,16 +221,34 @@ func floatKey(f float64) string {
 		return "i" + strconv.FormatInt(int64(f), 10)
 	default:
 		i, _ := big.NewFloat(f).Int(nil)
-		return "i" + i.String()
+		return bigKey(i)
 	}
 }
 
-// seqKey is the key of a tuple (ordered) or frozenset (sorted element keys).
-func seqKey(open byte, items []any, depth int, sorted bool) (string, error) {
+// bigKey is the key of an integer beyond int64 (within, keys are decimal
+// so that they equal those of int64 values). Hexadecimal, because decimal
+// conversion of a huge integer is superlinear (0.6 s for a 1 MiB one).
+func bigKey(v *big.Int) string {
+	return digest("x" + v.Text(16))
+}
+
+// digest returns s when short, else a fixed-size digest of it. Distinct
+// texts colliding would need a SHA-256 collision.
+func digest(s string) string {
+	if len(s) <= digestOver {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "#" + string(sum[:16])
+}
+
+// seq is the key of a tuple (items in order) or frozenset (item keys
+// sorted): the digest of the items' keys, each length-prefixed.
+func (h *hasher) seq(open byte, items []any, depth int) (string, error) {
 	parts := make([]string, len(items))
 	n := 2
 	for i, it := range items {
-		k, err := hashKey(it, depth+1)
+		k, err := h.key(it, depth+1)
 		if err != nil {
 			return "", err
 		}
@@ -156,11 +258,8 @@ func seqKey(open byte, items []any, depth int, sorted bool) (string, error) {
 		}
 		parts[i] = strconv.Itoa(len(k.s)) + tag + ":" + k.s
 		n += len(parts[i])
-		if n > maxKeyLen {
-			return "", fmt.Errorf("%w: key longer than %d bytes", ErrUnhashable, maxKeyLen)
-		}
 	}
-	if sorted {
+	if open == '{' {
 		slices.Sort(parts)
 	}
 	var b strings.Builder
@@ -174,68 +273,69 @@ func seqKey(open byte, items []any, depth int, sorted bool) (string, error) {
 	} else {
 		b.WriteByte('}')
 	}
-	return b.String(), nil
+	return digest(b.String()), nil
 }
 
-// hindex finds keys among a dict's or set's entries. While the container
-// is small there is no map: keys are compared with the entries themselves,
-// which for string keys costs no allocation at all.
+// hindex finds keys among a dict's or set's entries. While every key is a
+// short string, the entries themselves are compared and nothing else is
+// stored; once another key arrives, each entry's hash key is kept (never
+// recomputed: that can be costly); beyond smallIndex entries a map is
+// built.
 type hindex struct {
-	m map[hkey]int32
+	keys []hkey
+	m    map[hkey]int32
 }
 
-// find returns the position of k among n keys given by at, or -1.
+// find returns the position of k among n entries whose keys at gives, or -1.
 func (h *hindex) find(k hkey, n int, at func(int) any) int {
-	if h.m != nil {
+	switch {
+	case h.m != nil:
 		if i, ok := h.m[k]; ok {
 			return int(i)
 		}
-		return -1
-	}
-	for i := range n {
-		if keyMatches(at(i), k) {
-			return i
+	case h.keys != nil:
+		for i := range h.keys {
+			if h.keys[i] == k {
+				return i
+			}
+		}
+	case k.str:
+		for i := range n {
+			if s, ok := at(i).(string); ok && s == k.s {
+				return i
+			}
 		}
 	}
 	return -1
 }
 
-// added records that the key at position n-1 is k, building the map once
-// the container outgrows a linear scan.
+// added records that entry n-1 has key k.
 func (h *hindex) added(k hkey, n int, at func(int) any) {
 	if h.m != nil {
 		h.m[k] = int32(n - 1)
 		return
 	}
+	if h.keys == nil && !k.str {
+		h.keys = make([]hkey, n-1, n)
+		for i := range n - 1 {
+			h.keys[i] = hkey{s: at(i).(string), str: true}
+		}
+	}
+	if h.keys != nil {
+		h.keys = append(h.keys, k)
+	}
 	if n <= smallIndex {
 		return
 	}
 	h.m = make(map[hkey]int32, 2*n)
-	for i := range n - 1 {
-		if hk, err := hashKey(at(i), 0); err == nil {
-			h.m[hk] = int32(i)
+	for i := range n {
+		if h.keys != nil {
+			h.m[h.keys[i]] = int32(i)
+		} else {
+			h.m[hkey{s: at(i).(string), str: true}] = int32(i)
 		}
 	}
-	h.m[k] = int32(n - 1)
-}
-
-// keyMatches reports whether key (a stored key) has the hash key k.
-func keyMatches(key any, k hkey) bool {
-	switch key := key.(type) {
-	case string:
-		return k.str && key == k.s
-	case int64:
-		if k.str || len(k.s) < 2 || k.s[0] != 'i' {
-			return false
-		}
-		n, err := strconv.ParseInt(k.s[1:], 10, 64)
-		return err == nil && n == key
-	}
-	if k.str {
-		return false
-	}
-	hk, err := hashKey(key, 0)
-	return err == nil && hk == k
+	h.keys = nil
 }
 
 // ident is a container's identity for the encoder's memo and the JSON

@@ -203,13 +203,15 @@ type setBox struct {
 	frozen bool
 	height int32
 	walk   uint8
+	keyed  bool
+	key    string
 }
 
 func (s *setBox) itemAt(i int) any { return s.items[i] }
 
 // add adds v unless an equal element is there.
-func (s *setBox) add(v any) error {
-	k, err := hashKey(v, 0)
+func (s *setBox) add(h *hasher, v any) error {
+	k, err := h.key(v, 0)
 	if err != nil {
 		return err
 	}
@@ -308,6 +310,7 @@ type unpickler struct {
 	maxDepth int32
 	proto    int
 
+	h       hasher
 	lists   slab[listBox]
 	tuples  slab[tupleBox]
 	dicts   slab[Dict]
@@ -743,7 +746,16 @@ func (u *unpickler) run() (any, error) {
 			var items []any
 			if items, err = u.popMark(); err == nil {
 				s := &setBox{frozen: true, height: 1}
-				if err = u.addItems(s, items); err == nil {
+				for _, it := range items {
+					if err = s.add(&u.h, it); err != nil {
+						break
+					}
+				}
+				if err == nil {
+					s.height = maxHeight(s.items) + 1
+					if s.height > u.maxDepth {
+						return nil, u.tooDeep()
+					}
 					u.push(s)
 				}
 			}
@@ -1076,7 +1088,7 @@ func (u *unpickler) setItems(target any, items []any) error {
 		d.entries = slices.Grow(d.entries, len(items)/2)
 	}
 	for i := 0; i < len(items); i += 2 {
-		k, err := hashKey(items[i], 0)
+		k, err := u.h.key(items[i], 0)
 		if err != nil {
 			return u.wrap(err)
 		}
@@ -1091,12 +1103,17 @@ func (u *unpickler) setItems(target any, items []any) error {
 	return nil
 }
 
-// addItems runs ADDITEMS/FROZENSET.
+// addItems runs ADDITEMS.
 func (u *unpickler) addItems(target any, items []any) error {
 	switch t := target.(type) {
 	case *setBox:
+		if t.frozen {
+			// Python refuses it too (a frozenset has no add), and one
+			// already used as a key must not change.
+			return u.errf("cannot add items to frozenset")
+		}
 		for _, it := range items {
-			if err := t.add(it); err != nil {
+			if err := t.add(&u.h, it); err != nil {
 				return u.wrap(err)
 			}
 		}
@@ -1172,7 +1189,7 @@ func (u *unpickler) loadNewObj(ex bool) error {
 			return u.errf("NEWOBJ_EX keyword arguments must be a dict, got %s", kindName(kwargs))
 		}
 	}
-	v, err := newObject(g, t.items, kw)
+	v, err := newObject(&u.h, g, t.items, kw)
 	if err != nil {
 		return u.errf("%v", err)
 	}
@@ -1204,7 +1221,7 @@ func (u *unpickler) instantiate(fn any, args []any, inst bool) error {
 	if !ok {
 		return u.errf("%s is not callable", kindName(fn))
 	}
-	v, err := callGlobal(g, args)
+	v, err := callGlobal(&u.h, g, args)
 	if err != nil {
 		return u.errf("%s: %v", g, err)
 	}
@@ -1237,7 +1254,7 @@ func (u *unpickler) build(inst, state any) error {
 		if old, ok := t.State.(*Dict); ok {
 			if nd, ok := state.(*Dict); ok && old != nd {
 				for _, e := range nd.entries {
-					k, _ := hashKey(e.Key, 0) // hashed when nd was built
+					k, _ := u.h.key(e.Key, 0) // hashed when nd was built
 					old.set(k, e.Key, e.Value)
 				}
 				return u.grow(&t.height, heightOf(old))

@@ -285,15 +285,23 @@ func TestSharedBlowUp(t *testing.T) {
 	if _, err := ToJSON(v, JSONMaxBytes(1<<20)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("ToJSON: got %v, want ErrTooLarge", err)
 	}
-	// As dict keys the same tuples would need 2^60-byte hash keys.
+	// As a dict key and a set element the same tuple is hashed once per
+	// distinct sub-tuple (Python, which does not cache tuple hashes,
+	// would take 2^60 steps here).
 	var k bytes.Buffer
 	k.WriteString("}K\x01")
 	for i := 0; i < 60; i++ {
 		k.WriteString("q\x00h\x00\x86")
 	}
-	k.WriteString("Ns.")
-	if _, err := Unpickle(k.Bytes()); !errors.Is(err, ErrUnhashable) {
-		t.Fatalf("tuple key: got %v, want ErrUnhashable (key too large)", err)
+	k.WriteString("q\x01Ns\x8f(h\x01\x90\x86.")
+	kv, err := Unpickle(k.Bytes())
+	if err != nil {
+		t.Fatalf("tuple key: %v", err)
+	}
+	// Encoding checks the set element is hashable: that too must not
+	// unfold the tuple.
+	if _, err := Encode(kv); err != nil {
+		t.Fatalf("Encode: %v", err)
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("took %v", took)
@@ -348,5 +356,64 @@ func TestDictSemantics(t *testing.T) {
 	}
 	if _, ok := big.StringMap(); ok {
 		t.Fatal("StringMap of int keys succeeded")
+	}
+}
+
+// TestRepeatedHugeValues: values that are expensive to hash or print,
+// memoised once and used many times, cost their price once.
+func TestRepeatedHugeValues(t *testing.T) {
+	huge := make([]byte, 1<<20) // a 1 MiB integer (8 million bits)
+	for i := range huge {
+		huge[i] = byte(i*7 + 1)
+	}
+	huge[len(huge)-1] = 0x11
+	long4 := append([]byte{opLong4, 0, 0, 0x10, 0}, huge...)
+
+	var asKeys bytes.Buffer // 500 dicts keyed by the same memoised integer
+	asKeys.Write(long4)
+	asKeys.WriteString("q\x000]")
+	for range 500 {
+		asKeys.WriteString("}h\x00Nsa")
+	}
+	asKeys.WriteString(".")
+
+	var inJSON bytes.Buffer // a list of the same integer 50 times
+	inJSON.WriteString("]")
+	inJSON.Write(long4)
+	inJSON.WriteString("q\x00a" + strings.Repeat("h\x00a", 49) + ".")
+
+	var frozen bytes.Buffer // a large frozenset added to 500 sets
+	frozen.WriteString("(")
+	for i := range 2000 {
+		frozen.WriteString("X\x0c\x00\x00\x00" + strings.Repeat("x", 8) + string(rune('A'+i%26)) + string(rune('A'+i/26%26)) + string(rune('A'+i/676%26)) + string(rune('a'+i/17576)))
+	}
+	frozen.WriteString("\x91q\x000]")
+	for range 500 {
+		frozen.WriteString("\x8f(h\x00\x90a")
+	}
+	frozen.WriteString(".")
+
+	for name, data := range map[string][]byte{"int keys": asKeys.Bytes(), "int in JSON": inJSON.Bytes(), "frozenset elements": frozen.Bytes()} {
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			v, err := Unpickle(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Recomputing the 1 MiB integer's or the frozenset's key on
+			// each use would take minutes.
+			if took := time.Since(start); took > 3*time.Second {
+				t.Fatalf("decoding took %v", took)
+			}
+			if _, err := ToJSON(v, JSONMaxBytes(16<<20)); err != nil && !errors.Is(err, ErrTooLarge) {
+				t.Fatal(err)
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Fatalf("decoding and JSON took %v", took)
+			}
+		})
+	}
+	if _, err := Unpickle([]byte("(K\x01\x91(K\x02\x90.")); err == nil || !strings.Contains(err.Error(), "cannot add items to frozenset") {
+		t.Fatalf("ADDITEMS on a frozenset: %v", err)
 	}
 }

@@ -163,7 +163,7 @@ func (d *Dict) Get(key any) (any, bool) {
 func (d *Dict) keyAt(i int) any { return d.entries[i].Key }
 
 func (d *Dict) find(k hkey) int {
-	if d.index.m != nil || !k.str {
+	if d.index.m != nil || d.index.keys != nil || !k.str {
 		return d.index.find(k, len(d.entries), d.keyAt)
 	}
 	// The common case, a small dict of string keys, without an indirect
