@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -31,6 +32,9 @@ type pgCluster struct {
 	data  string
 	port  int
 	runAs string // "postgres" when the test runs as root, which PostgreSQL refuses
+	// password, when set, is the postgres role's; the server then asks
+	// every TCP client for it (scram-sha-256).
+	password string
 }
 
 // unavailable skips the test locally and fails it in CI, as testdb does.
@@ -43,9 +47,13 @@ func unavailable(t *testing.T, format string, args ...any) {
 	t.Skipf("reliability: %s; skipping", msg)
 }
 
-func newPGCluster(t *testing.T) *pgCluster {
+func newPGCluster(t *testing.T) *pgCluster { return newPGClusterAuth(t, "") }
+
+// newPGClusterAuth makes a cluster whose postgres role has password, and
+// which requires it, unless password is empty (trust).
+func newPGClusterAuth(t *testing.T, password string) *pgCluster {
 	t.Helper()
-	c := &pgCluster{t: t, bin: pgBinDir}
+	c := &pgCluster{t: t, bin: pgBinDir, password: password}
 	if b := os.Getenv("ATPD_TEST_PG_BIN"); b != "" {
 		c.bin = b
 	}
@@ -74,7 +82,17 @@ func newPGCluster(t *testing.T) *pgCluster {
 		c.runAs = "postgres"
 	}
 	c.port = freePort(t)
-	c.run("initdb", "-D", c.data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions")
+	initdb := []string{"-D", c.data, "-U", "postgres", "-E", "UTF8", "--no-sync", "--no-instructions"}
+	if password == "" {
+		initdb = append(initdb, "-A", "trust")
+	} else {
+		pwfile := filepath.Join(dir, "pwfile")
+		if err := os.WriteFile(pwfile, []byte(password+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		initdb = append(initdb, "--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile="+pwfile)
+	}
+	c.run("initdb", initdb...)
 	conf := fmt.Sprintf("\nport = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n"+
 		"fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 60\n", c.port, c.dir)
 	f, err := os.OpenFile(filepath.Join(c.data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
@@ -145,7 +163,18 @@ func (c *pgCluster) stop() {
 }
 
 func (c *pgCluster) url(db string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
+	return c.urlWith(c.password, db)
+}
+
+// urlWith returns the URL of database db with the given password.
+func (c *pgCluster) urlWith(password, db string) string {
+	u := url.URL{Scheme: "postgres", Host: fmt.Sprintf("127.0.0.1:%d", c.port), Path: "/" + db, RawQuery: "sslmode=disable"}
+	if password == "" {
+		u.User = url.User("postgres")
+	} else {
+		u.User = url.UserPassword("postgres", password)
+	}
+	return u.String()
 }
 
 // migratedDB creates a database in the cluster and lets Django's migrate of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 )
 
@@ -26,22 +27,42 @@ func SQLitePath(dsn string) string {
 	return strings.TrimPrefix(p, "//")
 }
 
-// RedactDSN hides the password of a URL DSN so that it can be logged.
+// RedactDSN hides the password of a DSN so that it can be logged: the
+// password of a URL's user info, a password query parameter (any case), and
+// password=... in a key=value connection string. A URL that does not parse
+// but may hold a password is replaced as a whole.
 func RedactDSN(dsn string) string {
 	u, err := url.Parse(dsn)
-	if err != nil || u.User == nil {
-		if err != nil && strings.Contains(dsn, "@") {
+	if err != nil || u.Scheme == "" {
+		if kvPassword.MatchString(dsn) {
+			return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
+		}
+		if err != nil && (strings.Contains(dsn, "@") || strings.Contains(strings.ToLower(dsn), "password")) {
 			return "(unparsable DSN)"
 		}
 		return dsn
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	changed := false
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			changed = true
+		}
 	}
 	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
+	for k := range q {
+		if strings.EqualFold(k, "password") {
+			q[k] = []string{"xxxxx"}
+			changed = true
+		}
 	}
+	if !changed {
+		return dsn
+	}
+	u.RawQuery = q.Encode()
 	return u.String()
 }
+
+// kvPassword finds the password of a libpq key=value connection string,
+// quoted or not.
+var kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]*)`)
