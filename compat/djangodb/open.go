@@ -51,7 +51,8 @@ func RedactDSN(dsn string) string {
 	}
 	q := u.Query()
 	for k := range q {
-		if strings.EqualFold(k, "password") {
+		// password, sslpassword and whatever else names a secret.
+		if strings.Contains(strings.ToLower(k), "password") {
 			q[k] = []string{"xxxxx"}
 			changed = true
 		}
@@ -65,4 +66,4 @@ func RedactDSN(dsn string) string {
 
 // kvPassword finds the password of a libpq key=value connection string,
 // quoted or not.
-var kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]*)`)
+var kvPassword = regexp.MustCompile(`(?i)(\b\w*password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]*)`)

@@ -20,6 +20,9 @@ func TestRedactDSN(t *testing.T) {
 		{"postgres://u:pw@h:bad/x", "(unparsable DSN)"},
 		{"postgres://u@h/db?sslmode=disable", "postgres://u@h/db?sslmode=disable"},
 		{"sqlite:/var/lib/atpd/atpd.sqlite3", "sqlite:/var/lib/atpd/atpd.sqlite3"},
+		// Django OPTIONS such as sslpassword end up in the query too.
+		{"postgres://u@h/db?sslmode=verify-full&sslpassword=pw", "postgres://u@h/db?sslmode=verify-full&sslpassword=xxxxx"},
+		{"host=h sslpassword=pw", "host=h sslpassword=xxxxx"},
 	}
 	for _, c := range cases {
 		got := djangodb.RedactDSN(c.dsn)
