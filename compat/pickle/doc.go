@@ -53,9 +53,11 @@
 // Inputs come from a database any producer writes to, so decoding is
 // bounded: DecodeOptions.MaxSize caps the decompressed size (a zlib bomb
 // stops after MaxSize bytes), declared lengths are checked against the
-// bytes left before anything is allocated, and container nesting is capped
-// by DecodeOptions.MaxDepth. Only a malformed pickle is an error (an
-// *Error naming the opcode and its offset); an unknown class is not.
+// bytes left before anything is allocated, container nesting is capped by
+// DecodeOptions.MaxDepth, and a dict key or set element costs its size once
+// however often the pickle reuses it (keys are short digests, cached per
+// object). Only a malformed pickle is an error (an *Error naming the
+// opcode and its offset); an unknown class is not.
 //
 // Strings and Bytes in a decoded value share the decompressed pickle's
 // memory instead of each being copied: a value keeps that buffer (at most

@@ -6,6 +6,11 @@ pickle.loads returns.
 
 Run: /usr/bin/python3 compat/pickle/testdata/gen.py   (from anywhere)
 
+Each vector: name, source ("python3" or "python2-hand"), protocol, input
+(the stored form base64(zlib(pickle)), as tracker.enqueueTask writes it;
+the tests inflate it for the raw pickle), json (compact), json_indent (for
+a few), repr (what Python loaded, for people).
+
 The JSON mapping implemented by conv() below is the one documented in
 compat/pickle/doc.go; both sides must change together.
 """
