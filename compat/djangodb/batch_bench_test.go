@@ -21,12 +21,14 @@ func BenchmarkClaimComplete(b *testing.B) {
 	for _, db := range []struct {
 		name string
 		make func(testing.TB, testdb.Config) string
-	}{{"postgres", testdb.Postgres}, {"sqlite", testdb.SQLite}} {
+		wal  bool
+	}{{"postgres", testdb.Postgres, false}, {"sqlite", testdb.SQLite, false}, {"sqlite-wal", testdb.SQLite, true}} {
 		for _, batch := range []int{1, 8, 32} {
 			for _, loops := range []int{1, 2} {
 				b.Run(fmt.Sprintf("%s/batch=%d/loops=%d", db.name, batch, loops), func(b *testing.B) {
 					c := testdb.Config{UseTZ: true}
 					opts := testdb.Options(c)
+					opts.SQLiteWAL = db.wal
 					s, err := djangodb.Open(b.Context(), db.make(b, c), opts)
 					if err != nil {
 						b.Fatal(err)

@@ -36,12 +36,14 @@ import (
 //   - Reads use a separate small pool of query_only connections outside any
 //     explicit transaction, so that an operator's listing is not queued
 //     behind the daemon's writes and can never write by mistake.
-//   - The journal mode is left as the file has it. WAL would change the file
-//     for every Django process using it (and needs shared memory, so not on
-//     network file systems); rollback-journal mode with the settings above
-//     was enough for a producer and the daemon writing at the same time. Its
-//     cost is throughput: every commit syncs the journal and the file, about
-//     50 task lifecycles/s on the test machine's disk.
+//   - The journal mode is left as the file has it unless Options.SQLiteWAL
+//     asks for WAL. WAL changes the file for every Django process using it
+//     (and needs shared memory, so not on network file systems), so it is
+//     an explicit opt-in; rollback-journal mode with the settings above
+//     was enough for a producer and the daemon writing at the same time.
+//     Its cost is throughput: every commit syncs the journal and the file,
+//     which is why the daemon commits many tasks per transaction (Claim,
+//     Complete).
 
 // sqliteBusyTimeout is Django's (Python sqlite3's) default lock wait.
 const sqliteBusyTimeout = 5 * time.Second
@@ -93,11 +95,43 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (Store, error) {
 	}
 	s.ro.SetMaxOpenConns(sqliteReaders)
 	s.ro.SetMaxIdleConns(sqliteReaders)
+	if opts.SQLiteWAL {
+		// Before any reader connects: a connection opened earlier would
+		// keep reporting the old mode.
+		if err := s.useWAL(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("djangodb: open sqlite %s: switch to WAL: %w", path, err)
+		}
+	}
 	if err := s.ping(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("djangodb: open sqlite %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// useWAL puts the file in WAL mode; SQLite answers with the mode it is in
+// afterwards, which is not WAL when the file system cannot do it.
+func (s *sqliteStore) useWAL(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var mode string
+	if err := s.rw.QueryRowContext(ctx, `PRAGMA journal_mode=WAL`).Scan(&mode); err != nil {
+		return err
+	}
+	if !equalFold(mode, "wal") {
+		return fmt.Errorf("journal mode is %q after asking for WAL", mode)
+	}
+	return nil
+}
+
+// JournalMode returns the SQLite file's journal mode ("delete", "wal", ...).
+func (s *sqliteStore) JournalMode(ctx context.Context) (string, error) {
+	var mode string
+	err := s.read(ctx, "journal mode", func(ctx context.Context, db *sql.DB) error {
+		return db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode)
+	})
+	return mode, err
 }
 
 // sqliteDSN builds a file: URI so that any path works (SQLite ignores the

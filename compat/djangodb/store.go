@@ -231,6 +231,17 @@ type Options struct {
 	// BusyTimeout bounds how long SQLite waits for a lock held by another
 	// connection; 0 means 5 s, Django's default.
 	BusyTimeout time.Duration
+	// SQLiteWAL switches an SQLite file to write-ahead logging at open
+	// (PRAGMA journal_mode=WAL). A commit then syncs once instead of
+	// syncing a rollback journal and the file, which is several times
+	// the throughput on a slow disk. It is a property of the file, not of
+	// the connection: it stays after atpd exits and applies to every
+	// process using the file (Django included), which needs shared
+	// memory beside the file (so not on a network file system) and
+	// leaves -wal and -shm files next to it. Off, atpd keeps whatever
+	// mode the file has; converting the file with the sqlite3 shell
+	// (PRAGMA journal_mode=WAL) has the same effect.
+	SQLiteWAL bool
 }
 
 // Store is every operation of the tracker API (ATP-SPEC.md section 4) plus what
