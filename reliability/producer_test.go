@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os/exec"
 	"testing"
@@ -64,18 +65,27 @@ type answer struct {
 // do runs one producer command.
 func (p *liveProducer) do(args ...string) answer {
 	p.t.Helper()
+	a, err := p.tryDo(args...)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return a
+}
+
+// tryDo runs one producer command; it may be called from any goroutine.
+func (p *liveProducer) tryDo(args ...string) (answer, error) {
 	line, _ := json.Marshal(args)
 	if _, err := p.stdin.Write(append(line, '\n')); err != nil {
-		p.t.Fatalf("producer.py batch: write: %v", err)
+		return answer{}, fmt.Errorf("producer.py batch: write: %w", err)
 	}
 	if !p.out.Scan() {
-		p.t.Fatalf("producer.py batch: no answer to %v: %v", args, p.out.Err())
+		return answer{}, fmt.Errorf("producer.py batch: no answer to %v: %v", args, p.out.Err())
 	}
 	var a answer
 	if err := json.Unmarshal(p.out.Bytes(), &a); err != nil {
-		p.t.Fatalf("producer.py batch: answer %q: %v", p.out.Text(), err)
+		return answer{}, fmt.Errorf("producer.py batch: answer %q: %w", p.out.Text(), err)
 	}
-	return a
+	return a, nil
 }
 
 // enqueue enqueues like a patient producer: on QueueFull it backs off and
