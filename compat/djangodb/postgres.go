@@ -54,6 +54,7 @@ type pgStore struct {
 	describe string
 	maxQueue int
 	loc      *time.Location // how times are returned: UTC, or TIME_ZONE without USE_TZ
+	stmts    pgStmts
 }
 
 // OpenPostgres connects to PostgreSQL with lib/pq. dsn is a postgres:// URL
@@ -148,7 +149,7 @@ func pgWithParams(dsn string, params ...[2]string) (string, error) {
 
 func (s *pgStore) Describe() string  { return s.describe }
 func (s *pgStore) MaxQueueSize() int { return s.maxQueue }
-func (s *pgStore) Close() error      { return s.db.Close() }
+func (s *pgStore) Close() error      { return errors.Join(s.stmts.close(), s.db.Close()) }
 
 func (s *pgStore) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, pgTimeout)

@@ -3,7 +3,9 @@ package djangodb
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/lib/pq"
@@ -56,14 +58,14 @@ func (s *pgStore) Claim(ctx context.Context, serverID int64, limit int, message 
 	var out []StartedTask
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		out = out[:0]
-		ids, err := pgInt64s(ctx, tx, pgClaim, limit, processClock.reserve(3*limit), pgText(message))
+		ids, err := pgInt64s(ctx, s.stmts.in(ctx, s.db, tx, pgClaim), pgClaim, limit, processClock.reserve(3*limit), pgText(message))
 		if err != nil {
 			return err
 		}
 		if len(ids) == 0 {
 			return ErrQueueEmpty
 		}
-		rows, err := tx.QueryContext(ctx, pgStartedSelect, pq.Array(ids))
+		rows, err := s.stmts.in(ctx, s.db, tx, pgStartedSelect).QueryContext(ctx, pgStartedSelect, pq.Array(ids))
 		if err != nil {
 			return err
 		}
@@ -135,6 +137,8 @@ const pgBatchResponse = `WITH v AS (
 	SELECT v.id, v.response, v.mime FROM v JOIN i ON i.id = v.id
 	ON CONFLICT (instance_id) DO UPDATE SET response = EXCLUDED.response, "mimeType" = EXCLUDED."mimeType"
 	RETURNING instance_id`
+
+const pgStatusOf = `SELECT id, status FROM processes_instance WHERE id = ANY($1)`
 
 func (s *pgStore) Complete(ctx context.Context, cs []Completion) ([]CompletionResult, error) {
 	res := make([]CompletionResult, len(cs))
@@ -235,13 +239,13 @@ func (s *pgStore) completeRound(ctx context.Context, tx *sql.Tx, cs []Completion
 			sKs = append(sKs, int64(len(sKs)))
 		}
 		if len(rIDs) > 0 {
-			if _, err := pgInt64s(ctx, tx, pgBatchResponse, pq.Array(rIDs), pq.Array(rText), pq.Array(rMime)); err != nil {
+			if _, err := pgInt64s(ctx, s.stmts.in(ctx, s.db, tx, pgBatchResponse), pgBatchResponse, pq.Array(rIDs), pq.Array(rText), pq.Array(rMime)); err != nil {
 				return err
 			}
 		}
 		if len(sIDs) > 0 {
 			base := processClock.reserve(2 * len(sIDs))
-			changed, err := pgInt64s(ctx, tx, pgBatchStatus, pq.Array(sIDs), pq.Array(sStatus), pq.Array(sMsg),
+			changed, err := pgInt64s(ctx, s.stmts.in(ctx, s.db, tx, pgBatchStatus), pgBatchStatus, pq.Array(sIDs), pq.Array(sStatus), pq.Array(sMsg),
 				pq.Array(sCond), pq.Array(sKs), base)
 			if err != nil {
 				return err
@@ -264,7 +268,7 @@ func (s *pgStore) completeRound(ctx context.Context, tx *sql.Tx, cs []Completion
 	for k, i := range live {
 		ids[k] = cs[i].InstanceID
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT id, status FROM processes_instance WHERE id = ANY($1)`, pq.Array(ids))
+	rows, err := s.stmts.in(ctx, s.db, tx, pgStatusOf).QueryContext(ctx, pgStatusOf, pq.Array(ids))
 	if err != nil {
 		return err
 	}
@@ -296,4 +300,56 @@ func (s *pgStore) completeRound(ctx context.Context, tx *sql.Tx, cs []Completion
 		}
 	}
 	return nil
+}
+
+// pgStmts prepares the batch statements once per connection: they run for
+// every batch, and planning them costs about as much server time as
+// running them for a batch of eight.
+type pgStmts struct {
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+// in returns query prepared, for use within tx. A failed preparation falls
+// back to running the query unprepared: it would fail the same way there,
+// with an error that names the problem.
+func (p *pgStmts) in(ctx context.Context, db *sql.DB, tx *sql.Tx, query string) queryer {
+	p.mu.Lock()
+	st, ok := p.stmts[query]
+	if !ok {
+		var err error
+		if st, err = db.PrepareContext(ctx, query); err != nil {
+			p.mu.Unlock()
+			return tx
+		}
+		if p.stmts == nil {
+			p.stmts = make(map[string]*sql.Stmt)
+		}
+		p.stmts[query] = st
+	}
+	p.mu.Unlock()
+	return stmtQueryer{tx.StmtContext(ctx, st)}
+}
+
+func (p *pgStmts) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, st := range p.stmts {
+		errs = append(errs, st.Close())
+	}
+	p.stmts = nil
+	return errors.Join(errs...)
+}
+
+// queryer is what a batch statement runs on: the transaction, or a
+// statement prepared in it (whose query text is fixed, hence ignored).
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+type stmtQueryer struct{ st *sql.Stmt }
+
+func (q stmtQueryer) QueryContext(ctx context.Context, _ string, args ...any) (*sql.Rows, error) {
+	return q.st.QueryContext(ctx, args...)
 }
