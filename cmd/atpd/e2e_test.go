@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -288,6 +289,13 @@ func TestE2EKilledDaemon(t *testing.T) {
 			)
 			a := startAtpd(t, "A", baseEnv(), db.daemonArgs("-n", "1")...)
 			db.waitStatus("Once", "t1", djangodb.Running, startTimeout)
+			// RUNNING is written before the handler runs; killing A before
+			// the handler made its marker would make the second run sleep
+			// too.
+			waitFor(t, startTimeout, func() string { return "the handler's marker " + marker }, func() bool {
+				_, err := os.Stat(marker)
+				return err == nil
+			})
 			a.cmd.Process.Kill()
 			a.wait(exitTimeout)
 			if s := db.status("Once", "t1"); s != int(djangodb.Running) {
