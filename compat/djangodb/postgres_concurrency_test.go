@@ -94,11 +94,17 @@ func TestPostgresConcurrentClaims(t *testing.T) {
 	var claimers []claimer
 	for i := range 4 {
 		s := openPostgres(t, dsn, testdb.Options(c))
-		claimers = append(claimers, claimer{
-			name:  fmt.Sprintf("atpd goroutine %d (limit %d)", i, i+1),
+		// Half claim with Dequeue, half with Claim (claim and start).
+		cl := claimer{
+			name:  fmt.Sprintf("atpd goroutine %d (Dequeue, limit %d)", i, i+1),
 			ready: func() {},
 			run:   func() ([]int64, error) { return dequeueAll(t.Context(), s, int64(i+1), i+1) },
-		})
+		}
+		if i%2 == 1 {
+			cl.name = fmt.Sprintf("atpd goroutine %d (Claim, limit %d)", i, i+1)
+			cl.run = func() ([]int64, error) { return claimAll(t.Context(), s, int64(i+1), i+1) }
+		}
+		claimers = append(claimers, cl)
 	}
 	claimers = append(claimers, helperProcess(t, dsn))
 	for i := range 2 {
@@ -141,12 +147,15 @@ func TestPostgresConcurrentClaims(t *testing.T) {
 	if len(by) != tasks {
 		t.Errorf("%d of %d instances claimed", len(by), tasks)
 	}
-	var atpd, reference int
+	var atpd, reference, started int
 	for _, name := range by {
 		if strings.HasPrefix(name, "atpd") {
 			atpd++
 		} else {
 			reference++
+		}
+		if strings.Contains(name, "(Claim,") {
+			started++
 		}
 	}
 	if atpd == 0 || reference == 0 {
@@ -154,20 +163,25 @@ func TestPostgresConcurrentClaims(t *testing.T) {
 	}
 
 	db := rawDB(t, dsn)
-	var scheduledRecords, instancesWithOne, waiting, notScheduled int
+	var scheduledRecords, instancesWithOne, waiting, running, runningRecords, other int
 	err := db.QueryRow(`SELECT
 			(SELECT count(*) FROM processes_logrecord WHERE status = 2),
 			(SELECT count(*) FROM (SELECT instance_id FROM processes_logrecord WHERE status = 2
 				GROUP BY instance_id HAVING count(*) = 1) one),
 			(SELECT count(*) FROM processes_task),
-			(SELECT count(*) FROM processes_instance WHERE status <> 2)`).
-		Scan(&scheduledRecords, &instancesWithOne, &waiting, &notScheduled)
+			(SELECT count(*) FROM processes_instance WHERE status = 3),
+			(SELECT count(*) FROM processes_logrecord WHERE status = 3),
+			(SELECT count(*) FROM processes_instance WHERE status NOT IN (2, 3))`).
+		Scan(&scheduledRecords, &instancesWithOne, &waiting, &running, &runningRecords, &other)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if scheduledRecords != tasks || instancesWithOne != tasks || waiting != 0 || notScheduled != 0 {
-		t.Errorf("after the drain: %d SCHEDULED records, %d instances with exactly one, %d task rows left, %d instances not SCHEDULED; want %d, %d, 0, 0",
-			scheduledRecords, instancesWithOne, waiting, notScheduled, tasks, tasks)
+	if scheduledRecords != tasks || instancesWithOne != tasks || waiting != 0 || other != 0 {
+		t.Errorf("after the drain: %d SCHEDULED records, %d instances with exactly one, %d task rows left, %d instances neither SCHEDULED nor RUNNING; want %d, %d, 0, 0",
+			scheduledRecords, instancesWithOne, waiting, other, tasks, tasks)
+	}
+	if running != started || runningRecords != started {
+		t.Errorf("%d instances RUNNING with %d RUNNING records; Claim took %d", running, runningRecords, started)
 	}
 }
 
@@ -182,6 +196,22 @@ func dequeueAll(ctx context.Context, s djangodb.Store, server int64, limit int) 
 			return out, err
 		}
 		out = append(out, ids...)
+	}
+}
+
+func claimAll(ctx context.Context, s djangodb.Store, server int64, limit int) ([]int64, error) {
+	var out []int64
+	for {
+		sts, err := s.Claim(ctx, server, limit, "")
+		if errors.Is(err, djangodb.ErrQueueEmpty) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		for _, st := range sts {
+			out = append(out, st.InstanceID)
+		}
 	}
 }
 
