@@ -88,10 +88,19 @@ func (p *sqliteProducer) call(args ...any) (sqliteProducerReply, error) {
 // both sides (the store's 5 s, Python sqlite3's 5 s). Neither side may see
 // "database is locked", every accepted task must end FINISHED with the
 // tracker's four log records, and Django must read what the store wrote.
+// TestSQLiteConcurrentDjangoProducer runs a Django producer and the store
+// on one file at once, with the store's single-task methods and with the
+// batch methods the daemon uses.
 func TestSQLiteConcurrentDjangoProducer(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs for five seconds")
+		t.Skip("runs for ten seconds")
 	}
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch=%t", batch), func(t *testing.T) { testSQLiteConcurrentDjangoProducer(t, batch) })
+	}
+}
+
+func testSQLiteConcurrentDjangoProducer(t *testing.T, batch bool) {
 	// Run for runFor and at least until minTasks went through, so that a
 	// loaded machine still exercises the overlap; give up after maxRun.
 	const (
@@ -173,7 +182,15 @@ func TestSQLiteConcurrentDjangoProducer(t *testing.T) {
 		producing := true
 		for {
 			var ids []int64
-			err := timed(func() (err error) { ids, err = s.Dequeue(ctx, 0x5A5A, 8, ""); return err })
+			var sts []djangodb.StartedTask
+			err := timed(func() (err error) {
+				if batch {
+					sts, err = s.Claim(ctx, 0x5A5A, 8, "")
+					return err
+				}
+				ids, err = s.Dequeue(ctx, 0x5A5A, 8, "")
+				return err
+			})
 			if errors.Is(err, djangodb.ErrQueueEmpty) {
 				if !producing {
 					return nil
@@ -189,6 +206,30 @@ func TestSQLiteConcurrentDjangoProducer(t *testing.T) {
 			select {
 			case dequeued <- struct{}{}:
 			default:
+			}
+			if batch {
+				var cs []djangodb.Completion
+				for _, st := range sts {
+					if !st.HasInput || st.Starts != 1 {
+						return fmt.Errorf("claim of %d = %+v, want input and one start", st.InstanceID, st)
+					}
+					cs = append(cs, djangodb.Completion{InstanceID: st.InstanceID, Outcome: djangodb.OutcomeFinish,
+						Writes: []djangodb.Write{djangodb.ResponseWrite([]byte("r"+st.Identifier), "text/plain")}})
+				}
+				var res []djangodb.CompletionResult
+				if err := timed(func() (err error) { res, err = s.Complete(ctx, cs); return err }); err != nil {
+					return err
+				}
+				mu.Lock()
+				for _, r := range res {
+					if r.Err != nil || !r.Wrote {
+						mu.Unlock()
+						return fmt.Errorf("completion %+v", r)
+					}
+					done[r.InstanceID] = true
+				}
+				mu.Unlock()
+				continue
 			}
 			for _, id := range ids {
 				var st djangodb.StartedTask
