@@ -200,12 +200,15 @@ func (r *demoRun) execute(ctx context.Context, d *daemon.Daemon, stopExecutor fu
 	if err := d.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
-	stopHTTP, err := startHTTP(ctx, r.cfg, r.metrics, r.store, d, daemon.FormatServerID(r.id), r.log)
+	addr, stopHTTP, err := startHTTP(ctx, r.cfg, r.metrics, r.store, d, daemon.FormatServerID(r.id), r.log)
 	if err != nil {
 		d.Abort()
 		return err
 	}
 	defer stopHTTP()
+	if addr != "" {
+		fmt.Fprintf(r.a.stderr, "atpd demo: task pages on http://%s/tasks\n", addr)
+	}
 
 	pctx, stopProducing := context.WithCancel(ctx)
 	defer stopProducing()
@@ -516,6 +519,7 @@ func (r *demoRun) print(s demoSummary, format string) error {
 			db = " --db " + shellQuote(djangodb.RedactDSN(r.cfg.DB))
 		}
 		fmt.Fprintf(w, "Look at one:  atpd log%s %s %s\n              atpd response%s %s %s\n", db, s.Type, s.Sample, db, s.Type, s.Sample)
+		fmt.Fprintf(w, "Browse them:  atpd%s --http 127.0.0.1:8080   and open http://127.0.0.1:8080/tasks\n", db)
 	}
 	return nil
 }

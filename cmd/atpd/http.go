@@ -63,10 +63,11 @@ func newWebMetrics(cfg config.Config) (*webMetrics, error) {
 
 // startHTTP serves the web pages of store with d's statistics on
 // cfg.HTTPAddr, when set. It returns once the address is bound, so that a
-// busy port fails the start; the returned function stops the server.
-func startHTTP(ctx context.Context, cfg config.Config, m *webMetrics, store djangodb.Store, d *daemon.Daemon, sid string, log *slog.Logger) (stop func(), err error) {
+// busy port fails the start. It returns the bound address ("" when
+// nothing is served) and the function that stops the server.
+func startHTTP(ctx context.Context, cfg config.Config, m *webMetrics, store djangodb.Store, d *daemon.Daemon, sid string, log *slog.Logger) (addr string, stop func(), err error) {
 	if cfg.HTTPAddr == "" || m == nil {
-		return func() {}, nil
+		return "", func() {}, nil
 	}
 	h := web.New(store, web.Options{
 		Logger:   log,
@@ -89,8 +90,8 @@ func startHTTP(ctx context.Context, cfg config.Config, m *webMetrics, store djan
 	})
 	srv := web.NewServer(cfg.HTTPAddr, h, log)
 	if err := srv.Start(context.WithoutCancel(ctx)); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	log.Info("ATPD: serving the task pages, /healthz and /metrics", "http_addr", srv.Addr())
-	return srv.Stop, nil
+	return srv.Addr(), srv.Stop, nil
 }

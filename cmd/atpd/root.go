@@ -107,7 +107,7 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 		return fail(err)
 	}
 	// Before the daemon takes any task: a busy port fails the start.
-	stopHTTP, err := startHTTP(startCtx, cfg, metrics, store, d, sid, log)
+	_, stopHTTP, err := startHTTP(startCtx, cfg, metrics, store, d, sid, log)
 	if err != nil {
 		return fail(err)
 	}
