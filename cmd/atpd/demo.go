@@ -222,7 +222,11 @@ func (r *demoRun) execute(ctx context.Context, d *daemon.Daemon, stopExecutor fu
 	go func() {
 		defer wg.Done()
 		defer close(produced)
-		prodErr = r.produce(pctx)
+		if prodErr = r.produce(pctx); prodErr != nil {
+			// The summary reports it; without all tasks the watch would
+			// wait forever.
+			go d.Stop()
+		}
 	}()
 
 	// Signals: the first stops producing and drains (SIGINT) or aborts
@@ -268,7 +272,10 @@ func (r *demoRun) execute(ctx context.Context, d *daemon.Daemon, stopExecutor fu
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		watchErr = r.watch(pctx, produced, start, allDone)
+		if watchErr = r.watch(pctx, produced, start, allDone); watchErr != nil {
+			stopProducing()
+			go d.Stop()
+		}
 	}()
 
 	select {

@@ -184,6 +184,22 @@ func TestDemoInterrupted(t *testing.T) {
 	}
 }
 
+// TestDemoProducerFails: when enqueueing fails for good (an operator
+// removes the demo's type mid-run), the demo stops, says why, and exits 1
+// rather than waiting for tasks that will never exist.
+func TestDemoProducerFails(t *testing.T) {
+	p := startAtpd(t, "demo", noPythonEnv(t), "demo", "--count", "100000", "--max-queue-size", "16")
+	p.waitLine(`^demo: [1-9]\d*/100000 tasks done`, time.Minute)
+	db := "sqlite:" + filepath.Join(p.cmd.Dir, "atpd.sqlite3")
+	if code, stdout, stderr := runCLI(t, "", "unregister", demoType, "--force", "--db", db); code != 0 {
+		t.Fatalf("unregister --force: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code := p.wait(time.Minute); code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, p.out)
+	}
+	p.waitLine(`demo: enqueueing stopped: .*SequenceSum::demo-.*not found`, time.Second)
+}
+
 // TestDaemonWithoutPython: a daemon that needs no Python starts on a
 // machine without it and runs Go handlers; one configured for Python
 // handlers refuses to start.
