@@ -1,7 +1,8 @@
 // Package executor defines the contract between the daemon loop and the
 // things that run handlers: the Go handler registry (gohandlers), CPython
-// worker processes and embedded gpython (pyhandlers). It owns no behaviour,
-// only the types both sides agree on, so that neither imports the other.
+// worker processes and embedded gpython (pyhandlers), so that neither side
+// imports the other. Its one piece of behaviour is Router, which picks the
+// executor for a dotted path.
 package executor
 
 import (
@@ -73,4 +74,8 @@ var (
 	// ErrUnsupported: the executor cannot run this handler (for example
 	// gpython meeting a construct it does not implement).
 	ErrUnsupported = errors.New("handler not supported by executor")
+	// ErrInput: the task's stored input is missing or does not decode. Every
+	// executor wraps it, so one broken input fails with the same message
+	// whichever executor its path is routed to.
+	ErrInput = errors.New("cannot decode input")
 )

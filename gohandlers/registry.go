@@ -33,7 +33,7 @@ var (
 	ErrDuplicate = errors.New("handler already registered")
 	ErrBadPath   = errors.New("bad handler path")
 	// ErrInput wraps every input decoding failure.
-	ErrInput = errors.New("cannot decode input")
+	ErrInput = executor.ErrInput
 )
 
 // PanicError is what Execute returns when a handler panics. Its message is

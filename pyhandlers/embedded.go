@@ -102,7 +102,7 @@ func (e *Embedded) Execute(ctx context.Context, task *executor.Task, status exec
 	}
 	input, err := pickle.DecodeOptions{MaxSize: e.cfg.MaxMessageSize}.Decode(task.Input)
 	if err != nil {
-		return fmt.Errorf("input: %w", err)
+		return fmt.Errorf("%w: %w", executor.ErrInput, err)
 	}
 	pyInput, err := toPy(input, 0)
 	if err != nil {

@@ -105,13 +105,13 @@ func TestEmbeddedOutcomes(t *testing.T) {
 		{"gpython panics", "gpy_fixtures.panics", "N.", "gpython cannot run handler gpy_fixtures.panics: gpython panicked: runtime error: hash of unhashable type", true, ""},
 		{"os._exit refused", "gpy_fixtures.exits", "N.", "gpython cannot run handler gpy_fixtures.exits: os._exit acts on the whole daemon process", true, ""},
 		{"datetime input", "gpy_fixtures.echo", "cdatetime\ndate\nq\x00C\x04\x07\xdd\x01\x02q\x01\x85q\x02Rq\x03.", "gpython cannot run handler gpy_fixtures.echo: input holds a pickle.Date", true, ""},
-		{"corrupt pickle", "gpy_fixtures.echo", "\x80\x02X\x05\x00\x00\x00ab", "input: pickle:", false, ""},
+		{"corrupt pickle", "gpy_fixtures.echo", "\x80\x02X\x05\x00\x00\x00ab", "cannot decode input: pickle:", false, ""},
 	}
 	e.register(t, "Echo", "gpy_fixtures.echo")
 	t.Run("no input row", func(t *testing.T) {
 		e.enqueueRaw(t, "Echo", "none", []byte("N."))
 		o := e.runNextWith(t, &noInput{em}, context.Background(), func(s executor.TaskStatus) executor.TaskStatus { return s })
-		if want := "input: the instance has no input row"; errText(o.err) != want {
+		if want := "cannot decode input: the instance has no input row"; errText(o.err) != want {
 			t.Errorf("Execute error %q, want %q", errText(o.err), want)
 		}
 	})

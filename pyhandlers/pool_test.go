@@ -390,7 +390,7 @@ func TestInputs(t *testing.T) {
 	t.Run("no input row", func(t *testing.T) {
 		e.enqueueRaw(t, "Echo", "none", []byte("N."))
 		o := e.runNextWith(t, &noInput{p}, context.Background(), func(s executor.TaskStatus) executor.TaskStatus { return s })
-		want := "input: the instance has no input row"
+		want := "cannot decode input: the instance has no input row"
 		if errText(o.err) != want {
 			t.Errorf("Execute error %q, want %q", errText(o.err), want)
 		}
@@ -422,10 +422,10 @@ func TestCorruptEnvelope(t *testing.T) {
 	cases := []struct {
 		name, text, err string
 	}{
-		{"bad base64 padding", "QUJD=", "input: bad base64: illegal base64 data at input byte 4"},
-		{"not zlib", "aGVsbG8gd29ybGQ=", "input: bad zlib data: zlib: invalid header"},
-		{"truncated zlib", envelope([]byte("N."))[:8], "input: bad zlib data: unexpected EOF"},
-		{"too large", bomb, "input: more than 4096 bytes after decompression"},
+		{"bad base64 padding", "QUJD=", "cannot decode input: pickle: bad base64: illegal base64 data at input byte 4"},
+		{"not zlib", "aGVsbG8gd29ybGQ=", "cannot decode input: pickle: bad zlib: zlib: invalid header"},
+		{"truncated zlib", envelope([]byte("N."))[:8], "cannot decode input: pickle: bad zlib: unexpected EOF"},
+		{"too large", bomb, "cannot decode input: pickle: pickle too large: decompressed input exceeds 4096 bytes"},
 	}
 	before := e.pidTask(t, p, "before")
 	for i, c := range cases {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/eoxserver/atpd/compat/zlibpy"
 )
 
 // Sentinel errors, for errors.Is.
@@ -113,11 +115,31 @@ func isZlibHeader(b []byte) bool {
 	return len(b) >= 2 && b[0] == 0x78 && (uint16(b[0])<<8|uint16(b[1]))%31 == 0
 }
 
+// Unwrap returns the pickle inside a stored input, base64(zlib(pickle)),
+// with the default size limit. Executors that hand the pickle to Python use
+// it; its errors wrap ErrBase64, ErrZlib and ErrTooLarge.
+func Unwrap(text string) ([]byte, error) {
+	return DecodeOptions{}.Unwrap(text)
+}
+
+// Unwrap is Unwrap with limits.
+func (o DecodeOptions) Unwrap(text string) ([]byte, error) {
+	z, err := unbase64([]byte(text))
+	if err != nil {
+		return nil, err
+	}
+	return o.inflate(z)
+}
+
+// unbase64 decodes as Python's base64.b64decode did in tracker.startTask:
+// characters outside the alphabet (the newlines of base64.encodestring, a
+// stray space) are discarded, and only a wrong length or misplaced padding
+// is an error.
 func unbase64(text []byte) ([]byte, error) {
 	t := trimText(text)
 	clean := make([]byte, 0, len(t))
 	for _, c := range t {
-		if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=' {
 			clean = append(clean, c)
 		}
 	}
@@ -189,24 +211,17 @@ func zlibReader(src io.Reader) (io.ReadCloser, error) {
 
 // Encode pickles v with protocol 2 (readable by Python 2 and 3, see Pickle)
 // and returns the stored form base64(zlib(pickle)), as tracker.enqueueTask
-// writes it. zlib uses Python's default level.
+// writes it. The zlib stream is byte-identical to Python's zlib.compress
+// (compat/zlibpy), so a Go producer writes the same row a Python one would.
 func Encode(v any) (string, error) {
 	p, err := Pickle(v)
 	if err != nil {
 		return "", err
 	}
-	var buf bytes.Buffer
-	w, ok := zlibWriters.Get().(*zlib.Writer)
-	if ok {
-		w.Reset(&buf)
-	} else {
-		w = zlib.NewWriter(&buf)
-	}
-	w.Write(p) // a bytes.Buffer does not fail
-	w.Close()
-	zlibWriters.Put(w)
-	return base64.StdEncoding.EncodeToString(buf.Bytes()), nil
+	return EncodeRaw(p), nil
 }
 
-// zlibWriters keeps deflaters (several hundred KiB of state each).
-var zlibWriters sync.Pool
+// EncodeRaw returns the stored form of an already pickled value.
+func EncodeRaw(pickled []byte) string {
+	return base64.StdEncoding.EncodeToString(zlibpy.Compress(pickled))
+}
