@@ -62,7 +62,7 @@ func Demo(ctx context.Context, ts executor.TaskStatus, input any) error {
 	}
 	text := "0"
 	if summed {
-		text = pyFloatRepr(sum)
+		text = pickle.FloatRepr(sum)
 	}
 	return ts.StoreResponse(ctx, []byte(text), "text/plain")
 }

@@ -11,6 +11,8 @@ import (
 	"unicode"
 
 	"github.com/eoxserver/atpd/internal/testdb"
+
+	"github.com/eoxserver/atpd/compat/pickle"
 )
 
 // runPython runs a Python 3 script that reads JSON on stdin and writes JSON
@@ -82,11 +84,11 @@ json.dump(out, sys.stdout)
 		f, ok := pyFloatText(s)
 		switch {
 		case want[i] == nil && ok:
-			t.Errorf("float(%q): got %s, Python raises ValueError", s, pyFloatRepr(f))
+			t.Errorf("float(%q): got %s, Python raises ValueError", s, pickle.FloatRepr(f))
 		case want[i] != nil && !ok:
 			t.Errorf("float(%q): got ValueError, Python gives %s", s, *want[i])
-		case want[i] != nil && pyFloatRepr(f) != *want[i]:
-			t.Errorf("float(%q): got %s, Python gives %s", s, pyFloatRepr(f), *want[i])
+		case want[i] != nil && pickle.FloatRepr(f) != *want[i]:
+			t.Errorf("float(%q): got %s, Python gives %s", s, pickle.FloatRepr(f), *want[i])
 		}
 	}
 }
@@ -119,7 +121,7 @@ json.dump(out, sys.stdout)
 		f, ok := pyFloatBytes([]byte(s))
 		got := "ValueError"
 		if ok {
-			got = pyFloatRepr(f)
+			got = pickle.FloatRepr(f)
 		}
 		w := "ValueError"
 		if want[i] != nil {
@@ -157,7 +159,7 @@ json.dump([repr(struct.unpack("<d", int(b, 16).to_bytes(8, "little"))[0]) for b 
 	var want []string
 	runPython(t, script, bits, &want)
 	for i, v := range vals {
-		if got := pyFloatRepr(v); got != want[i] {
+		if got := pickle.FloatRepr(v); got != want[i] {
 			t.Errorf("repr(%v): got %s, Python gives %s", v, got, want[i])
 		}
 	}
@@ -165,7 +167,7 @@ json.dump([repr(struct.unpack("<d", int(b, 16).to_bytes(8, "little"))[0]) for b 
 		f    float64
 		want string
 	}{{math.Inf(1), "inf"}, {math.Inf(-1), "-inf"}, {math.NaN(), "nan"}} {
-		if got := pyFloatRepr(c.f); got != c.want {
+		if got := pickle.FloatRepr(c.f); got != c.want {
 			t.Errorf("repr(%v) = %s, want %s", c.f, got, c.want)
 		}
 	}

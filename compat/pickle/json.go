@@ -235,7 +235,7 @@ func (w *jsonWriter) float(f float64) {
 	case math.IsInf(f, -1):
 		w.str("-Infinity")
 	default:
-		w.buf = append(w.buf, pyFloatRepr(f)...)
+		w.buf = append(w.buf, FloatRepr(f)...)
 	}
 }
 
@@ -440,10 +440,11 @@ func (w *jsonWriter) str(s string) {
 	w.buf = append(w.buf, '"')
 }
 
-// pyFloatRepr formats a finite float as Python's repr does: the shortest
-// text that reads back the same, positional when the decimal exponent is
-// in -4 < e <= 16, with ".0" for whole numbers; otherwise 1.5e+20 style.
-func pyFloatRepr(f float64) string {
+// FloatRepr is Python 3's repr(float) (and str(float)): the shortest text
+// that reads back the same, positional when the decimal exponent is in
+// -4 < e <= 16, with ".0" for whole numbers, otherwise 1.5e+20 style; "nan",
+// "inf", "-inf". Handlers that port Python code format floats with it.
+func FloatRepr(f float64) string {
 	return floatRepr(f, true)
 }
 
@@ -603,7 +604,7 @@ func pyRepr(v any) string {
 	case *big.Int:
 		return x.String()
 	case float64:
-		return pyFloatRepr(x)
+		return FloatRepr(x)
 	case complex128:
 		return complexRepr(x)
 	case string:

@@ -61,8 +61,8 @@ import json, struct, sys
 print(json.dumps([repr(struct.unpack(">d", int(h, 16).to_bytes(8, "big"))[0]) for h in json.load(sys.stdin)]))
 `, bits, &want)
 	for i, f := range floats {
-		if got := pyFloatRepr(f); got != want[i] {
-			t.Errorf("pyFloatRepr(%x) = %s, python says %s", math.Float64bits(f), got, want[i])
+		if got := FloatRepr(f); got != want[i] {
+			t.Errorf("FloatRepr(%x) = %s, python says %s", math.Float64bits(f), got, want[i])
 		}
 	}
 }
