@@ -17,7 +17,12 @@
 //     so a task is never run twice at once by two daemons. A committed status
 //     write by the handler moves the deadline on, as it moves timeUpdate on.
 //   - Store writes that fail (a lost connection) are retried with capped
-//     exponential backoff instead of losing the task's outcome.
+//     exponential backoff instead of losing the task's outcome. A handler's
+//     own TaskStatus writes are retried too while the failure is transient
+//     (djangodb.Transient) and the task is still the handler's, so that a
+//     database restart does not fail tasks that did nothing wrong.
+//   - An input that inflates past MaxInputSize (a zlib bomb) fails its
+//     task before any executor decodes it.
 //   - A panic anywhere in a task's path ends that task FAILED and leaves the
 //     daemon running.
 //   - On SIGTERM (Abort) running tasks are re-enqueued at once instead of

@@ -46,7 +46,7 @@ func TestMixedFleet(t *testing.T) {
 		timeout  = 6
 		longTask = 2.0
 	)
-	n := size(1000, 2000)
+	n := 2000
 	if testing.Short() {
 		n = 300
 	}
