@@ -4,22 +4,21 @@ import (
 	"bytes"
 	"compress/zlib"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
-)
 
-// ErrInputTooLarge is wrapped by the error that fails a task whose input
-// inflates past Config.MaxInputSize.
-var ErrInputTooLarge = errors.New("input too large")
+	"github.com/eoxserver/atpd/compat/pickle"
+	"github.com/eoxserver/atpd/executor"
+)
 
 // maxDeflateRatio is the most DEFLATE can expand: 258 bytes from a match
 // coded in about two bits, so at most 1032 output bytes per input byte.
 const maxDeflateRatio = 1032
 
 // checkInputSize fails an input whose decompressed size exceeds max, before
-// an executor allocates it. Executors bound their own decoding too, but
+// an executor allocates it; the error wraps executor.ErrInput and
+// pickle.ErrTooLarge. Executors bound their own decoding too, but
 // each with its own limit and wording; this check gives every executor the
 // one configured limit. An input that is not base64 of zlib passes: the
 // executor reports what is wrong with it in its own words, as it always
@@ -43,7 +42,9 @@ func checkInputSize(text string, max int64) error {
 	}
 	n, _ := io.Copy(io.Discard, io.LimitReader(r, max+1))
 	if n > max {
-		return fmt.Errorf("input is larger than %d bytes after decompression (max_input_size): %w", max, ErrInputTooLarge)
+		// The executors' own words for an input past their limit, so that
+		// the FAILED message does not depend on which limit was lower.
+		return fmt.Errorf("%w: pickle: %w: decompressed input exceeds %d bytes (max_input_size)", executor.ErrInput, pickle.ErrTooLarge, max)
 	}
 	return nil
 }

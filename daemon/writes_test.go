@@ -13,6 +13,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/compat/pickle"
 	"github.com/eoxserver/atpd/executor"
 )
 
@@ -129,7 +130,7 @@ func TestCheckInputSize(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			err := checkInputSize(c.text, limit)
-			if got := errors.Is(err, ErrInputTooLarge); got != c.large {
+			if got := errors.Is(err, pickle.ErrTooLarge) && errors.Is(err, executor.ErrInput); got != c.large {
 				t.Fatalf("checkInputSize = %v, want too large: %t", err, c.large)
 			}
 			if c.large && !strings.Contains(err.Error(), "65536 bytes") {
@@ -157,7 +158,7 @@ func TestInputTooLarge(t *testing.T) {
 		ws.waitTerminal(t, bomb, after)
 		d.Stop()
 		checkLog(t, ws, bomb, rec{djangodb.Accepted, ""}, rec{djangodb.Scheduled, ""}, rec{djangodb.Running, ""},
-			rec{djangodb.Failed, "input is larger than 1048576 bytes after decompression (max_input_size): input too large"})
+			rec{djangodb.Failed, "cannot decode input: pickle: pickle too large: decompressed input exceeds 1048576 bytes (max_input_size)"})
 		checkLog(t, ws, after, rec{djangodb.Accepted, ""}, rec{djangodb.Scheduled, ""}, rec{djangodb.Running, ""}, rec{djangodb.Finished, ""})
 		if n := ran.Load(); n != 1 {
 			t.Errorf("handler ran %d times, want once (not for the bomb)", n)
