@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +61,7 @@ func TestAllowHandlers(t *testing.T) {
 				recs := logs[id]
 				last := recs[len(recs)-1]
 				ran := led.read().byID[id]
-				if isIn(path, c.allowed) {
+				if slices.Contains(c.allowed, path) {
 					if last.Status != djangodb.Finished || ran != 1 {
 						t.Errorf("allowed %s: ended %v after %d runs, want FINISHED after 1", path, last, ran)
 					}
@@ -74,15 +75,6 @@ func TestAllowHandlers(t *testing.T) {
 			db.checkConsistent()
 		})
 	}
-}
-
-func isIn(s string, list []string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // checkNoSecret fails the test if any line a process printed contains the
@@ -170,7 +162,11 @@ INSTALLED_APPS = []
 			t.Fatal(err)
 		}
 		defer killer.Close()
+		limit := time.Now().Add(3 * time.Minute)
 		for db.statusCounts()[djangodb.Finished] < n {
+			if time.Now().After(limit) {
+				t.Fatalf("tasks by status %v after 3 minutes, want %d FINISHED", db.statusCounts(), n)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_, err := killer.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 				WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name <> $1`, testAppName)
