@@ -113,11 +113,12 @@ type lazyPool struct {
 	cfg pyhandlers.Config
 	log *slog.Logger
 
-	mu      sync.Mutex
-	pool    *pyhandlers.Pool
-	lastErr error
-	lastTry time.Time
-	stopped bool
+	mu       sync.Mutex
+	pool     *pyhandlers.Pool
+	starting chan struct{} // closed when the start under way ends
+	lastErr  error
+	lastTry  time.Time
+	stopped  bool
 }
 
 func (l *lazyPool) Execute(ctx context.Context, task *executor.Task, status executor.TaskStatus) error {
@@ -128,26 +129,60 @@ func (l *lazyPool) Execute(ctx context.Context, task *executor.Task, status exec
 	return pool.Execute(ctx, task, status)
 }
 
+// get returns the pool, starting it if it is time to try again. Python can
+// take up to StartTimeout to start; tasks arriving meanwhile wait for that
+// one attempt (or their own ctx) instead of queueing on the mutex.
 func (l *lazyPool) get(ctx context.Context) (*pyhandlers.Pool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case l.pool != nil:
-		return l.pool, nil
-	case l.stopped:
-		return nil, pyhandlers.ErrStopped
-	case time.Since(l.lastTry) < lazyRetry:
-		return nil, l.lastErr
+	for {
+		l.mu.Lock()
+		switch {
+		case l.pool != nil:
+			p := l.pool
+			l.mu.Unlock()
+			return p, nil
+		case l.stopped:
+			l.mu.Unlock()
+			return nil, pyhandlers.ErrStopped
+		case l.starting != nil:
+			ch := l.starting
+			l.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		case time.Since(l.lastTry) < lazyRetry:
+			err := l.lastErr
+			l.mu.Unlock()
+			return nil, err
+		}
+		ch := make(chan struct{})
+		l.starting = ch
+		l.lastTry = time.Now()
+		l.mu.Unlock()
+
+		// The pool outlives the task that happened to start it.
+		p, err := startPool(context.WithoutCancel(ctx), l.cfg)
+
+		l.mu.Lock()
+		l.starting = nil
+		close(ch)
+		switch {
+		case err != nil:
+			l.lastErr = err
+			l.mu.Unlock()
+			return nil, err
+		case l.stopped:
+			l.mu.Unlock()
+			p.Stop()
+			return nil, pyhandlers.ErrStopped
+		}
+		l.pool = p
+		l.mu.Unlock()
+		l.log.Info("ATPD: python handlers available now", "python", l.cfg.Python)
+		return p, nil
 	}
-	l.lastTry = time.Now()
-	p, err := startPool(ctx, l.cfg)
-	if err != nil {
-		l.lastErr = err
-		return nil, err
-	}
-	l.log.Info("ATPD: python handlers available now", "python", l.cfg.Python)
-	l.pool = p
-	return p, nil
 }
 
 // Stop ends the pool if one was started; later tasks fail.
