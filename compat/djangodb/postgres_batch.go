@@ -1,10 +1,12 @@
 package djangodb
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,58 +21,89 @@ import (
 // row's time is the one a sequence of single-task calls would have taken,
 // in the same order.
 
-// pgClaim is Dequeue and Start in one statement. $1 limit, $2 the first of
-// 3 × limit reserved ticks, $3 message. The k-th claimed instance (in task
-// row order) gets its SCHEDULED log record at tick 3(k-1), timeUpdate at
-// 3(k-1)+1 and its RUNNING log record at 3(k-1)+2: Dequeue's intermediate
-// SCHEDULED timeUpdate is overwritten within the transaction, so it is not
-// written at all. An instance with two waiting rows is claimed once. The
-// log records are inserted in tick order, so that their ids follow their
-// times.
-const pgClaim = `WITH picked AS (
+// pgClaimTasks takes up to $1 waiting task rows, oldest first, as Dequeue
+// does. Their instances' timestamps are reserved only once it returns: a
+// task committed after the reservation but before the claim's snapshot
+// would otherwise get log records older than its own ACCEPTED record.
+const pgClaimTasks = `WITH picked AS (
 		SELECT id FROM processes_task WHERE lock = 0 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
-	), gone AS (
-		DELETE FROM processes_task t USING picked WHERE t.id = picked.id RETURNING t.id, t.instance_id
-	), n AS (
-		SELECT instance_id AS id, row_number() OVER (ORDER BY min(id)) - 1 AS k FROM gone GROUP BY instance_id
+	)
+	DELETE FROM processes_task t USING picked WHERE t.id = picked.id
+	RETURNING t.id, t.instance_id`
+
+// pgStartClaimed is Dequeue's and Start's writes for the instances $1 (in
+// queue order, each once) plus what Start returns, in one statement. $2 is
+// the first of 3 × len($1) reserved ticks, $3 the message. The k-th
+// instance gets its SCHEDULED log record at tick 3k, timeUpdate at 3k+1
+// and its RUNNING log record at 3k+2: Dequeue's SCHEDULED timeUpdate
+// would be overwritten within the transaction, so it is not written. The
+// log records are inserted in tick order, so that their ids follow their
+// times. Start counts starts after writing RUNNING; the statement cannot
+// see its own inserts, so the count runs over the existing records plus
+// the two new ones, with ids above any existing one.
+const pgStartClaimed = `WITH v AS (
+		SELECT id, n - 1 AS k FROM unnest($1::bigint[]) WITH ORDINALITY AS v(id, n)
 	), u AS (
-		UPDATE processes_instance i SET status = 3, "timeUpdate" = $2::timestamptz + (3 * n.k + 1) * interval '1 microsecond'
-		FROM n WHERE i.id = n.id RETURNING i.id, n.k
+		UPDATE processes_instance i SET status = 3, "timeUpdate" = $2::timestamptz + (3 * v.k + 1) * interval '1 microsecond'
+		FROM v WHERE i.id = v.id RETURNING i.id, i.type_id, i.identifier, i."timeUpdate", v.k
 	), l AS (
 		INSERT INTO processes_logrecord (instance_id, time, status, message)
 		SELECT u.id, $2::timestamptz + (3 * u.k + s.tick) * interval '1 microsecond', s.status, $3
 		FROM u CROSS JOIN (VALUES (2, 0), (3, 2)) AS s(status, tick) ORDER BY u.k, s.tick
 	)
-	SELECT id FROM u ORDER BY k`
-
-// pgStartedSelect reads what Start returns for the instances $1.
-const pgStartedSelect = `SELECT i.id, t.identifier, i.identifier, t.handler, t.timeout, t.maxstart, n.input, i."timeUpdate",
+	SELECT u.id, t.identifier, u.identifier, t.handler, t.timeout, t.maxstart, n.input, u."timeUpdate",
 		(SELECT count(*) FROM (
-			SELECT status, lag(status) OVER (ORDER BY time, id) AS prev
-			FROM processes_logrecord WHERE instance_id = i.id
-		) s WHERE s.status = 3 AND s.prev = 2)
-	FROM processes_instance i JOIN processes_type t ON t.id = i.type_id
-	LEFT JOIN processes_input n ON n.instance_id = i.id
-	WHERE i.id = ANY($1)`
+			SELECT r.status, lag(r.status) OVER (ORDER BY r.time, r.id) AS prev FROM (
+				SELECT status, time, id FROM processes_logrecord WHERE instance_id = u.id
+				UNION ALL SELECT 2, $2::timestamptz + 3 * u.k * interval '1 microsecond', 9223372036854775806
+				UNION ALL SELECT 3, $2::timestamptz + (3 * u.k + 2) * interval '1 microsecond', 9223372036854775807
+			) r
+		) c WHERE c.status = 3 AND c.prev = 2)
+	FROM u JOIN processes_type t ON t.id = u.type_id
+	LEFT JOIN processes_input n ON n.instance_id = u.id
+	ORDER BY u.k`
 
 func (s *pgStore) Claim(ctx context.Context, serverID int64, limit int, message string) ([]StartedTask, error) {
 	limit = max(limit, 1)
 	var out []StartedTask
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		out = out[:0]
-		ids, err := pgInt64s(ctx, s.stmts.in(ctx, s.db, tx, pgClaim), pgClaim, limit, processClock.reserve(3*limit), pgText(message))
+		rows, err := s.stmts.in(ctx, s.db, tx, pgClaimTasks).QueryContext(ctx, pgClaimTasks, limit)
 		if err != nil {
 			return err
 		}
-		if len(ids) == 0 {
+		type claimed struct{ task, instance int64 }
+		var got []claimed
+		for rows.Next() {
+			var c claimed
+			if err := rows.Scan(&c.task, &c.instance); err != nil {
+				rows.Close()
+				return err
+			}
+			got = append(got, c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(got) == 0 {
 			return ErrQueueEmpty
 		}
-		rows, err := s.stmts.in(ctx, s.db, tx, pgStartedSelect).QueryContext(ctx, pgStartedSelect, pq.Array(ids))
+		// RETURNING has no defined order. An instance with two waiting
+		// rows (re-enqueued twice) is started once.
+		slices.SortFunc(got, func(a, b claimed) int { return cmp.Compare(a.task, b.task) })
+		var ids []int64
+		for _, c := range got {
+			if !slices.Contains(ids, c.instance) {
+				ids = append(ids, c.instance)
+			}
+		}
+		rows, err = s.stmts.in(ctx, s.db, tx, pgStartClaimed).QueryContext(ctx, pgStartClaimed,
+			pq.Array(ids), processClock.reserve(3*len(ids)), pgText(message))
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		byID := make(map[int64]StartedTask, len(ids))
 		for rows.Next() {
 			var (
 				st      StartedTask
@@ -85,18 +118,15 @@ func (s *pgStore) Claim(ctx context.Context, serverID int64, limit int, message 
 			st.Timeout = secondsToDuration(timeout)
 			st.Input, st.HasInput = input.String, input.Valid
 			st.StartedAt = started.In(s.loc)
-			byID[st.InstanceID] = st
+			out = append(out, st)
 		}
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		for _, id := range ids {
-			st, ok := byID[id]
-			if !ok {
-				// The claim locked the row a moment ago in this transaction.
-				return fmt.Errorf("claimed instance %d vanished within the transaction", id)
-			}
-			out = append(out, st)
+		// Every task row references its instance and the row locks hold
+		// them, so each instance must have been started.
+		if len(out) != len(ids) {
+			return fmt.Errorf("started %d of the claimed instances %v", len(out), ids)
 		}
 		return nil
 	})

@@ -641,3 +641,60 @@ func testEnqueueMany(t *testing.T, e *env) {
 		})
 	}
 }
+
+// testClaimWhileEnqueueing: tasks claimed while a producer enqueues keep
+// their log in order: a claim must not stamp a task with times older
+// than the task's own ACCEPTED record, whatever the interleaving.
+func testClaimWhileEnqueueing(t *testing.T, e *env) {
+	e.register("Q", 60, -1, 2)
+	const n = 150
+	opts := testdb.Options(e.c)
+	opts.MaxQueueSize = n
+	producer := e.open(opts)
+	enqueued := make(chan error, 1)
+	go func() {
+		for i := range n {
+			name := fmt.Sprint("r", i)
+			if _, err := producer.Enqueue(e.ctx, "Q", name, input(name), ""); err != nil {
+				enqueued <- err
+				return
+			}
+		}
+		enqueued <- nil
+	}()
+	var claimed []int64
+	producing := true
+	for len(claimed) < n {
+		sts, err := e.store.Claim(e.ctx, 0x1234, 3, "")
+		switch {
+		case isErr(err, djangodb.ErrQueueEmpty):
+			if !producing {
+				t.Fatalf("queue empty after %d of %d claims", len(claimed), n)
+			}
+			select {
+			case err := <-enqueued:
+				if err != nil {
+					t.Fatalf("enqueue: %v", err)
+				}
+				producing = false
+			default:
+			}
+			continue
+		case err != nil:
+			t.Fatalf("claim: %v", err)
+		}
+		claimed = append(claimed, startedIDs(sts)...)
+	}
+	if producing {
+		if err := <-enqueued; err != nil {
+			t.Fatalf("enqueue: %v", err)
+		}
+	}
+	for _, id := range claimed {
+		recs := e.log(id)
+		if got := statuses(recs); !slices.Equal(got, []djangodb.Status{djangodb.Accepted, djangodb.Scheduled, djangodb.Running}) {
+			t.Fatalf("instance %d: log by time %v, want ACCEPTED, SCHEDULED, RUNNING", id, got)
+		}
+		checkLogTimes(t, recs)
+	}
+}

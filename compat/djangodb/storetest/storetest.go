@@ -101,6 +101,7 @@ var cases = []testCase{
 	{"CompleteSkips", testCompleteSkips},
 	{"UnstorableText", testUnstorableText},
 	{"EnqueueMany", testEnqueueMany},
+	{"ClaimWhileEnqueueing", testClaimWhileEnqueueing},
 }
 
 // Run runs the whole suite against h under every config in Configs.
