@@ -23,6 +23,14 @@ const (
 	// DefaultMaxInputSize equals compat/pickle's own bound, so that every
 	// executor refuses the same inputs.
 	DefaultMaxInputSize = 64 << 20
+	// DefaultFlushDelay bounds how long a handler's status writes wait to
+	// be committed while the handler runs on.
+	DefaultFlushDelay = 100 * time.Millisecond
+	// DefaultClaimWindow and DefaultCompleteWindow are how long a claim or
+	// a completion waits for others to share its transaction, while
+	// handlers are running that may free a worker or end a task.
+	DefaultClaimWindow    = time.Millisecond
+	DefaultCompleteWindow = time.Millisecond
 
 	minDefaultMargin = 100 * time.Millisecond
 	maxDefaultMargin = 10 * time.Second
@@ -76,6 +84,26 @@ type Config struct {
 	// FAILED before any executor decodes it; measuring it streams the
 	// inflated bytes through a fixed buffer.
 	MaxInputSize int64
+	// SyncTaskWrites makes each of a handler's TaskStatus writes commit
+	// before it returns, one transaction each, as the reference daemon's
+	// were. By default (false) they are held back and committed with the
+	// task's outcome, within FlushDelay, or before the handler reads its
+	// status, whichever comes first, many tasks per transaction; a write
+	// the database refuses then fails the task instead of the write call.
+	SyncTaskWrites bool
+	// FlushDelay bounds how long a held-back write waits (default 100 ms).
+	FlushDelay time.Duration
+	// ClaimWindow is how long the loop, having a free worker, waits for
+	// more workers to come free so that one claim serves them all, while
+	// handlers are running (default 1 ms; negative: no wait).
+	ClaimWindow time.Duration
+	// CompleteWindow is how long a task's outcome waits for others to be
+	// written in the same transaction, while handlers are running
+	// (default 1 ms; negative: no wait).
+	CompleteWindow time.Duration
+	// NoListen turns off LISTEN on stores that announce new tasks
+	// (PostgreSQL); the daemon then finds tasks by polling only.
+	NoListen bool
 	// Logger receives every log line; nil means slog.Default().
 	Logger *slog.Logger
 	// Observer, when set, is told about task events (for metrics).
@@ -110,6 +138,8 @@ func (c Config) Validate() error {
 		return bad("AbortTimeout", c.AbortTimeout, "must not be negative")
 	case c.MaxInputSize < 0:
 		return bad("MaxInputSize", c.MaxInputSize, "must not be negative")
+	case c.FlushDelay < 0:
+		return bad("FlushDelay", c.FlushDelay, "must not be negative")
 	}
 	return nil
 }
@@ -138,6 +168,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxInputSize == 0 {
 		c.MaxInputSize = DefaultMaxInputSize
+	}
+	if c.FlushDelay == 0 {
+		c.FlushDelay = DefaultFlushDelay
+	}
+	if c.ClaimWindow == 0 {
+		c.ClaimWindow = DefaultClaimWindow
+	}
+	if c.CompleteWindow == 0 {
+		c.CompleteWindow = DefaultCompleteWindow
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -34,10 +34,10 @@ var (
 // Stats is a snapshot of the daemon's counters since Start.
 type Stats struct {
 	Workers int // pool size
-	Busy    int // workers running a task (from Start to its outcome)
+	Busy    int // workers running a handler
 
-	Polls      int64 // Dequeue calls
-	Pulls      int64 // Dequeue calls that claimed at least one task
+	Polls      int64 // Claim calls
+	Pulls      int64 // Claim calls that claimed at least one task
 	Claimed    int64 // tasks claimed
 	Started    int64 // tasks set RUNNING
 	Finished   int64 // tasks ended FINISHED (by the handler or the daemon)
@@ -54,6 +54,10 @@ type Stats struct {
 
 type counters struct {
 	busy atomic.Int64
+	// holding counts tasks holding a worker: from dispatch until their
+	// outcome is handed to the completer. While some do, a claim or a
+	// completion is worth a short wait for company.
+	holding atomic.Int64
 
 	polls, pulls, claimed, started, finished, failed, reenqueued, timedOut atomic.Int64
 
@@ -90,6 +94,13 @@ type Daemon struct {
 	lastSweep atomic.Int64 // unix nanoseconds
 	tasks     sync.WaitGroup
 
+	// completions feeds the completer; it is closed once every task
+	// goroutine has ended, and completerDone when the completer has.
+	completions   chan *completion
+	completerDone chan struct{}
+	stopListen    context.CancelFunc
+	listenDone    chan struct{}
+
 	stopOnce, abortOnce, hardOnce, doneOnce sync.Once
 
 	n   counters
@@ -123,6 +134,12 @@ func New(store djangodb.Store, exec executor.Executor, cfg Config) (*Daemon, err
 		sweepDone: make(chan struct{}),
 		sweepNow:  make(chan struct{}, 1),
 		obs:       newObserver(cfg.Observer),
+		// Room for every worker's outcome and one flush each: a worker
+		// handing over its outcome does not wait for the transaction
+		// before that.
+		completions:   make(chan *completion, 2*cfg.Workers),
+		completerDone: make(chan struct{}),
+		listenDone:    make(chan struct{}),
 	}
 	d.handlerCtx, d.cancelHandler = context.WithCancelCause(context.Background())
 	for i := range cfg.Workers {
@@ -147,13 +164,20 @@ func (d *Daemon) Start(ctx context.Context) error {
 	d.started = true
 	d.log.Info("ATPD: task loop started", "server_id", FormatServerID(d.cfg.ServerID),
 		"workers", d.cfg.Workers, "database", d.store.Describe())
+	go d.completer()
+	d.listen()
 	go d.loop()
 	go d.sweeper()
 	go func() {
 		<-d.loopDone
 		<-d.sweepDone
-		// No task goroutine is added once the loop has returned.
+		d.stopListen()
+		// No task goroutine is added once the loop has returned, and a
+		// task goroutine ends only when its outcome is written.
 		d.tasks.Wait()
+		close(d.completions)
+		<-d.completerDone
+		<-d.listenDone
 		d.cancelHandler(errShutdown)
 		d.log.Info("ATPD: task loop ended", "server_id", FormatServerID(d.cfg.ServerID))
 		d.closeDone()
@@ -169,9 +193,8 @@ func (d *Daemon) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop is the first phase of shutdown (SIGINT): pull nothing more, put
-// claimed but unstarted tasks back on the queue with
-// djangodb.MsgShutdownReenqueue, and wait for running handlers to finish.
+// Stop is the first phase of shutdown (SIGINT): pull nothing more and wait
+// for running handlers, those of tasks just claimed included, to finish.
 // After DrainTimeout (when set) it continues as Abort. It returns when every
 // task has its outcome written.
 func (d *Daemon) Stop() {
@@ -296,22 +319,14 @@ func (d *Daemon) loop() {
 		case <-d.stopping:
 			return
 		}
-	more:
-		for {
-			select {
-			case s := <-d.free:
-				slots = append(slots, s)
-			default:
-				break more
-			}
-		}
+		slots = d.moreSlots(slots)
 		if pulls >= d.cfg.SweepEvery || time.Since(d.lastSweepTime()) >= d.cfg.SweepInterval {
 			d.triggerSweep()
 			pulls = 0
 		}
 
 		d.n.polls.Add(1)
-		ids, err := d.dequeue(len(slots))
+		sts, err := d.claim(len(slots))
 		switch {
 		case errors.Is(err, djangodb.ErrQueueEmpty):
 			d.release(slots)
@@ -333,43 +348,69 @@ func (d *Daemon) loop() {
 		backoff = retryBackoffMin
 		pulls++
 		d.n.pulls.Add(1)
-		d.n.claimed.Add(int64(len(ids)))
-		d.dispatch(ids, slots)
+		d.n.claimed.Add(int64(len(sts)))
+		d.dispatch(sts, slots)
 	}
 }
 
-// dequeue claims up to n tasks. Its context is not tied to shutdown: if a
-// claim committed, its ids must reach dispatch, which re-enqueues them when
-// stopping, rather than leave them SCHEDULED until the zombie timeout.
-func (d *Daemon) dequeue(n int) ([]int64, error) {
+// moreSlots adds the workers that are free too, so that one claim serves
+// them all. While handlers run, workers come free one after another as
+// their tasks end; waiting ClaimWindow for them turns many small claims
+// into one.
+func (d *Daemon) moreSlots(slots []int) []int {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for len(slots) < d.cfg.Workers {
+		select {
+		case s := <-d.free:
+			slots = append(slots, s)
+			continue
+		default:
+		}
+		if d.cfg.ClaimWindow <= 0 || d.n.holding.Load() == 0 {
+			return slots
+		}
+		if timer == nil {
+			timer = time.NewTimer(d.cfg.ClaimWindow)
+		}
+		select {
+		case s := <-d.free:
+			slots = append(slots, s)
+		case <-timer.C:
+			return slots
+		case <-d.stopping:
+			return slots
+		}
+	}
+	return slots
+}
+
+// claim claims and starts up to n tasks. Its context is not tied to
+// shutdown: if a claim committed, its tasks must reach dispatch, which runs
+// them or re-enqueues them, rather than stay RUNNING until the zombie
+// timeout.
+func (d *Daemon) claim(n int) ([]djangodb.StartedTask, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.StoreTimeout)
 	defer cancel()
-	return d.store.Dequeue(ctx, d.cfg.ServerID, n, "")
+	return d.store.Claim(ctx, d.cfg.ServerID, n, "")
 }
 
-// dispatch gives each claimed id a worker. The store returns at most
-// len(slots) ids, but the reference tracker could return more (every row
-// locked with this server id), so extra ids wait for workers.
-func (d *Daemon) dispatch(ids []int64, slots []int) {
-	for i, id := range ids {
-		var slot int
-		if i < len(slots) {
-			slot = slots[i]
-		} else {
-			select {
-			case slot = <-d.free:
-			case <-d.stopping:
-				for _, left := range ids[i:] {
-					d.shutdownUnstarted(left)
-				}
-				return
-			}
-		}
+// dispatch gives each claimed task a worker; the store returns at most
+// len(slots) tasks.
+func (d *Daemon) dispatch(sts []djangodb.StartedTask, slots []int) {
+	for i, st := range sts {
+		d.n.started.Add(1)
+		d.obs.TaskStarted(st.Type)
 		d.tasks.Add(1)
-		go d.runTask(slot, id)
+		d.n.holding.Add(1)
+		go d.runTask(slots[i], st)
 	}
-	if len(ids) < len(slots) {
-		d.release(slots[len(ids):])
+	if len(sts) < len(slots) {
+		d.release(slots[len(sts):])
 	}
 }
 
@@ -394,24 +435,26 @@ func (d *Daemon) sleep(dur time.Duration, wakeable bool) {
 	}
 }
 
-// shutdownUnstarted puts a claimed (SCHEDULED) task that no worker started
-// back on the queue, as the reference daemon did on termination.
-func (d *Daemon) shutdownUnstarted(id int64) {
-	ref := djangodb.InstanceRef{ID: id}
-	err := d.persist("re-enqueue unstarted task", ref, func(ctx context.Context) error {
-		return d.store.Reenqueue(ctx, id, djangodb.MsgShutdownReenqueue)
-	})
-	switch {
-	case errors.Is(err, djangodb.ErrNotFound):
-		d.log.Warn("ATPD: claimed task was deleted before it started", "instance_id", id)
-	case err != nil:
-		d.log.Error("ATPD: claimed task left SCHEDULED; the zombie sweep will re-enqueue it after its timeout",
-			"instance_id", id, "error", err)
-	default:
-		d.n.reenqueued.Add(1)
-		d.obs.TaskReenqueued("")
-		d.log.Info("ATPD: re-enqueued claimed task at shutdown", "instance_id", id)
+// listen wakes the loop when the store announces new tasks (PostgreSQL
+// LISTEN/NOTIFY), so that an idle daemon picks a task up at once instead of
+// at its next poll. Polling goes on: announcements can be lost.
+func (d *Daemon) listen() {
+	ctx, cancel := context.WithCancel(context.Background())
+	d.stopListen = cancel
+	l, ok := d.store.(djangodb.Listener)
+	if !ok || d.cfg.NoListen {
+		close(d.listenDone)
+		return
 	}
+	d.log.Info("ATPD: listening for new tasks, polling as the fallback", "channel", djangodb.NotifyChannel,
+		"poll_interval", d.cfg.PollInterval)
+	go func() {
+		defer close(d.listenDone)
+		if err := l.Listen(ctx, d.Wake, d.log); err != nil {
+			d.log.Warn("ATPD: cannot listen for new tasks; finding them by polling only",
+				"channel", djangodb.NotifyChannel, "poll_interval", d.cfg.PollInterval, "error", err)
+		}
+	}()
 }
 
 // persist runs a store write until it commits, the instance is gone

@@ -342,45 +342,60 @@ func TestStopDrains(t *testing.T) {
 	})
 }
 
-// TestStopReenqueuesClaimedTasks: tasks claimed when Stop comes, but not
-// started, go back to the queue with the reference's message.
-func TestStopReenqueuesClaimedTasks(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b backend) {
-		dsn := b.make(t, b.cfg)
-		store := watch(openStore(t, dsn, b.cfg, 0))
-		claimed := make(chan struct{})
-		proceed := make(chan struct{})
-		var once sync.Once
-		store.afterDequeue = func(ids []int64) {
-			if len(ids) > 0 {
-				once.Do(func() { close(claimed); <-proceed })
-			}
-		}
-		register(t, store, djangodb.TypeSpec{Identifier: "T", Handler: "tests.ok", Timeout: 60})
-		a := enqueue(t, store, "T", "a", pyInput(t, "1"))
-		b2 := enqueue(t, store, "T", "b", pyInput(t, "1"))
-		ran := atomic.Int32{}
-		d, _ := newDaemon(t, store, funcs{"tests.ok": func(context.Context, *executor.Task, executor.TaskStatus) error {
-			ran.Add(1)
-			return nil
-		}}, Config{Workers: 2})
-		<-claimed
-		stopped := make(chan struct{})
-		go func() { d.Stop(); close(stopped) }()
-		<-d.stopping
-		close(proceed)
-		<-stopped
-		for _, id := range []int64{a, b2} {
-			checkLog(t, store, id, rec{djangodb.Accepted, ""}, rec{djangodb.Scheduled, ""}, rec{djangodb.Accepted, djangodb.MsgShutdownReenqueue})
-		}
-		if ran.Load() != 0 {
-			t.Errorf("%d handlers ran after Stop", ran.Load())
-		}
-		if st := d.Stats(); st.Reenqueued != 2 || st.Started != 0 {
-			t.Errorf("stats %+v: want 2 re-enqueued, none started", st)
-		}
-		noneInFlight(t, store)
-	})
+// TestShutdownWithClaimedTasks: tasks claimed (and so started) in the
+// moment a shutdown comes run to their end on Stop, and go back to the
+// queue untouched, with the reference's message, on Abort.
+func TestShutdownWithClaimedTasks(t *testing.T) {
+	for _, how := range []string{"Stop", "Abort"} {
+		t.Run(how, func(t *testing.T) {
+			eachBackend(t, func(t *testing.T, b backend) {
+				dsn := b.make(t, b.cfg)
+				store := watch(openStore(t, dsn, b.cfg, 0))
+				claimed := make(chan struct{})
+				proceed := make(chan struct{})
+				var once sync.Once
+				store.afterDequeue = func(ids []int64) {
+					if len(ids) > 0 {
+						once.Do(func() { close(claimed); <-proceed })
+					}
+				}
+				register(t, store, djangodb.TypeSpec{Identifier: "T", Handler: "tests.ok", Timeout: 60})
+				a := enqueue(t, store, "T", "a", pyInput(t, "1"))
+				b2 := enqueue(t, store, "T", "b", pyInput(t, "1"))
+				ran := atomic.Int32{}
+				d, _ := newDaemon(t, store, funcs{"tests.ok": func(context.Context, *executor.Task, executor.TaskStatus) error {
+					ran.Add(1)
+					return nil
+				}}, Config{Workers: 2})
+				<-claimed
+				stopped := make(chan struct{})
+				if how == "Stop" {
+					go func() { d.Stop(); close(stopped) }()
+					<-d.stopping
+				} else {
+					go func() { d.Abort(); close(stopped) }()
+					<-d.aborting
+				}
+				close(proceed)
+				<-stopped
+				head := []rec{{djangodb.Accepted, ""}, {djangodb.Scheduled, ""}, {djangodb.Running, ""}}
+				end, runs, st := rec{djangodb.Finished, ""}, int32(2), Stats{Started: 2, Finished: 2}
+				if how == "Abort" {
+					end, runs, st = rec{djangodb.Accepted, djangodb.MsgShutdownReenqueue}, 0, Stats{Started: 2, Reenqueued: 2}
+				}
+				for _, id := range []int64{a, b2} {
+					checkLog(t, store, id, append(head, end)...)
+				}
+				if ran.Load() != runs {
+					t.Errorf("%d handlers ran, want %d", ran.Load(), runs)
+				}
+				if got := d.Stats(); got.Started != st.Started || got.Finished != st.Finished || got.Reenqueued != st.Reenqueued {
+					t.Errorf("stats %+v, want %d started, %d finished, %d re-enqueued", got, st.Started, st.Finished, st.Reenqueued)
+				}
+				noneInFlight(t, store)
+			})
+		})
+	}
 }
 
 // TestAbort: Abort cancels running handlers and re-enqueues their tasks at
@@ -421,7 +436,7 @@ func TestAbort(t *testing.T) {
 }
 
 // TestPoolBound: never more than Workers handlers at once, and the loop
-// claims only for free workers, all of them in one Dequeue.
+// claims only for free workers, all of them in one Claim.
 func TestPoolBound(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		dsn := b.make(t, b.cfg)
@@ -434,7 +449,7 @@ func TestPoolBound(t *testing.T) {
 			n := int(inflight.Load())
 			if n+limit > workers || limit < 1 {
 				vmu.Lock()
-				violations = append(violations, fmt.Sprintf("Dequeue(limit %d) with %d handlers running", limit, n))
+				violations = append(violations, fmt.Sprintf("Claim(limit %d) with %d handlers running", limit, n))
 				vmu.Unlock()
 			}
 		}
@@ -496,7 +511,7 @@ func TestPoolBound(t *testing.T) {
 		first := store.dequeues[0]
 		store.mu.Unlock()
 		if first != workers {
-			t.Errorf("first Dequeue asked for %d tasks, want %d (one claim for all free workers)", first, workers)
+			t.Errorf("first Claim asked for %d tasks, want %d (one claim for all free workers)", first, workers)
 		}
 	})
 }
@@ -581,25 +596,18 @@ func (f *flakyStore) trip(op string) error {
 	return nil
 }
 
-func (f *flakyStore) Start(ctx context.Context, id int64, m string) (djangodb.StartedTask, error) {
-	if err := f.trip("Start"); err != nil {
-		return djangodb.StartedTask{}, err
-	}
-	return f.watchStore.Start(ctx, id, m)
-}
-
-func (f *flakyStore) FinishIfNotFinished(ctx context.Context, id int64, m string) (bool, error) {
-	if err := f.trip("Finish"); err != nil {
-		return false, err
-	}
-	return f.watchStore.FinishIfNotFinished(ctx, id, m)
-}
-
-func (f *flakyStore) Dequeue(ctx context.Context, sid int64, n int, m string) ([]int64, error) {
-	if err := f.trip("Dequeue"); err != nil {
+func (f *flakyStore) Claim(ctx context.Context, sid int64, n int, m string) ([]djangodb.StartedTask, error) {
+	if err := f.trip("Claim"); err != nil {
 		return nil, err
 	}
-	return f.watchStore.Dequeue(ctx, sid, n, m)
+	return f.watchStore.Claim(ctx, sid, n, m)
+}
+
+func (f *flakyStore) Complete(ctx context.Context, cs []djangodb.Completion) ([]djangodb.CompletionResult, error) {
+	if err := f.trip("Complete"); err != nil {
+		return nil, err
+	}
+	return f.watchStore.Complete(ctx, cs)
 }
 
 // TestStoreErrors: failed store calls are retried and lose nothing; a panic
@@ -610,7 +618,7 @@ func TestStoreErrors(t *testing.T) {
 		dsn := b.make(t, b.cfg)
 		ws := watch(openStore(t, dsn, b.cfg, 0))
 		store := &flakyStore{watchStore: ws,
-			failures: map[string]int{"Start": 2, "Finish": 3, "Dequeue": 2},
+			failures: map[string]int{"Complete": 3, "Claim": 2},
 			panics:   map[string]int{}}
 		register(t, store, djangodb.TypeSpec{Identifier: "T", Handler: "tests.ok", Timeout: 60})
 		register(t, store, djangodb.TypeSpec{Identifier: "Del", Handler: "tests.delete_self", Timeout: 60})
@@ -624,17 +632,17 @@ func TestStoreErrors(t *testing.T) {
 		d, logs := newDaemon(t, store, handlers, Config{Workers: 1})
 		ws.waitStatus(t, a, djangodb.Finished)
 		checkLog(t, store, a, rec{djangodb.Accepted, ""}, rec{djangodb.Scheduled, ""}, rec{djangodb.Running, ""}, rec{djangodb.Finished, ""})
-		if n := strings.Count(logs.String(), "store write failed; retrying"); n != 5 {
-			t.Errorf("%d retried writes logged, want 5 (2 Start + 3 Finish)", n)
+		if n := strings.Count(logs.String(), "store write failed; retrying"); n != 3 {
+			t.Errorf("%d retried writes logged, want 3 (Complete)", n)
 		}
-		if !strings.Contains(logs.String(), "cannot pull tasks from the queue; retrying") {
-			t.Error("failed Dequeue not logged")
+		if n := strings.Count(logs.String(), "cannot pull tasks from the queue; retrying"); n != 2 {
+			t.Errorf("%d failed claims logged, want 2", n)
 		}
 
 		del := enqueue(t, store, "Del", "gone", pyInput(t, "1"))
 		ws.waitFor(t, "the self-deleting task", func() bool { return ws.deleted[del] })
 		store.mu.Lock()
-		store.panics["Finish"] = 1
+		store.panics["Complete"] = 1
 		store.mu.Unlock()
 		p := enqueue(t, store, "T", "panics", pyInput(t, "1"))
 		after := enqueue(t, store, "T", "after", pyInput(t, "1"))
@@ -646,7 +654,7 @@ func TestStoreErrors(t *testing.T) {
 			t.Error("deletion mid-run not logged")
 		}
 		checkLog(t, store, p, rec{djangodb.Accepted, ""}, rec{djangodb.Scheduled, ""}, rec{djangodb.Running, ""},
-			rec{djangodb.Failed, "atpd: internal error while running the task: store exploded in Finish"})
+			rec{djangodb.Failed, "atpd: internal error while running the task: store exploded in Complete"})
 		d.Stop()
 		noneInFlight(t, store)
 	})

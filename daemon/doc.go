@@ -7,9 +7,24 @@
 // 5: the same status sequence, log messages and clean-up cadence) and fixes
 // its faults:
 //
-//   - It claims tasks only for free workers, all of them in one Dequeue call,
-//     so a task is never held SCHEDULED in a local queue while workers are
-//     busy, and claiming costs one transaction per batch.
+//   - It claims tasks only for free workers, all of them in one Claim
+//     (Dequeue and Start in one transaction), so a task is never held
+//     SCHEDULED in a local queue while workers are busy.
+//   - A commit costs a sync to disk, so tasks share transactions: a claim
+//     waits up to ClaimWindow for more workers to come free, and a
+//     completer goroutine writes the outcomes of many tasks in one
+//     Store.Complete (river's batch completer). A handler's TaskStatus
+//     writes are held back and committed with the task's outcome, within
+//     FlushDelay, before the handler reads its status and before its
+//     deadline is enforced, in order (SyncTaskWrites commits each at once,
+//     as the reference did). A held-back write returns before it is
+//     committed: a write the database refuses fails the task, not the
+//     call. The worker is free again as soon as its outcome is handed
+//     over, so the next claim overlaps the last batch's commit.
+//   - On PostgreSQL it LISTENs for announcements of new tasks (Go
+//     producers announce theirs; `atpd notify install` makes the database
+//     announce Python producers' too) and claims at once; polling stays as
+//     the fallback.
 //   - Each running task has a deadline a margin before its type's timeout
 //     would let any daemon's zombie sweep take it. At the deadline the
 //     handler is cancelled and the task re-enqueued (or FAILED once maxstart
@@ -17,10 +32,11 @@
 //     so a task is never run twice at once by two daemons. A committed status
 //     write by the handler moves the deadline on, as it moves timeUpdate on.
 //   - Store writes that fail (a lost connection) are retried with capped
-//     exponential backoff instead of losing the task's outcome. A handler's
-//     own TaskStatus writes are retried too while the failure is transient
-//     (djangodb.Transient) and the task is still the handler's, so that a
-//     database restart does not fail tasks that did nothing wrong.
+//     exponential backoff instead of losing the task's outcome; so are a
+//     handler's own TaskStatus writes while the failure is transient
+//     (djangodb.Transient), so that a database restart does not fail
+//     tasks that did nothing wrong. A batch the database refuses is
+//     written task by task, so that one bad task cannot block the others.
 //   - An input that inflates past MaxInputSize (a zlib bomb) fails its
 //     task before any executor decodes it.
 //   - A panic anywhere in a task's path ends that task FAILED and leaves the
@@ -29,6 +45,5 @@
 //     being left RUNNING until their zombie timeout.
 //
 // The Executor decides how a handler runs (Go, CPython, gpython); the daemon
-// only sees executor.Executor and gives each handler an executor.TaskStatus
-// whose setters are committed Store calls.
+// only sees executor.Executor and gives each handler an executor.TaskStatus.
 package daemon

@@ -136,14 +136,15 @@ func checkLog(t testing.TB, s djangodb.Store, id int64, want ...rec) {
 // hub is the state watchStores share, so that a test can await the writes
 // of several daemons on one database.
 type hub struct {
-	mu       sync.Mutex
-	changed  chan struct{}
-	status   map[int64]djangodb.Status
-	starts   map[int64]int
-	deleted  map[int64]bool
-	sweeps   int
-	dequeues []int // limits asked for
-	ended    int   // instances that reached FINISHED or FAILED
+	mu        sync.Mutex
+	changed   chan struct{}
+	status    map[int64]djangodb.Status
+	starts    map[int64]int
+	deleted   map[int64]bool
+	sweeps    int
+	dequeues  []int // limits asked for (Dequeue or Claim)
+	completes []int // sizes of committed Complete calls
+	ended     int   // instances that reached FINISHED or FAILED
 }
 
 // set records a status; call it with mu held.
@@ -241,6 +242,48 @@ func (w *watchStore) Dequeue(ctx context.Context, serverID int64, limit int, mes
 		w.afterDequeue(ids)
 	}
 	return ids, err
+}
+
+// Claim is watched as Dequeue is: the hooks see its limit and the ids it
+// claimed.
+func (w *watchStore) Claim(ctx context.Context, serverID int64, limit int, message string) ([]djangodb.StartedTask, error) {
+	if w.beforeDequeue != nil {
+		w.beforeDequeue(limit)
+	}
+	sts, err := w.Store.Claim(ctx, serverID, limit, message)
+	var ids []int64
+	for _, st := range sts {
+		ids = append(ids, st.InstanceID)
+	}
+	w.note(func() {
+		w.dequeues = append(w.dequeues, limit)
+		for _, id := range ids {
+			w.status[id] = djangodb.Running
+			w.starts[id]++
+		}
+	})
+	if w.afterDequeue != nil {
+		w.afterDequeue(ids)
+	}
+	return sts, err
+}
+
+func (w *watchStore) Complete(ctx context.Context, cs []djangodb.Completion) ([]djangodb.CompletionResult, error) {
+	res, err := w.Store.Complete(ctx, cs)
+	if err == nil {
+		w.note(func() {
+			w.completes = append(w.completes, len(cs))
+			for _, r := range res {
+				switch {
+				case r.Err == nil:
+					w.set(r.InstanceID, r.Status)
+				case errors.Is(r.Err, djangodb.ErrNotFound):
+					w.deleted[r.InstanceID] = true
+				}
+			}
+		})
+	}
+	return res, err
 }
 
 func (w *watchStore) Start(ctx context.Context, id int64, message string) (djangodb.StartedTask, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,62 +16,54 @@ import (
 	"github.com/eoxserver/atpd/executor"
 )
 
-// runTask takes one claimed (SCHEDULED) task from RUNNING to its outcome on
-// worker slot. It never returns before the outcome is written, unless Abort
-// gave up on the database.
-func (d *Daemon) runTask(slot int, id int64) {
-	ref := djangodb.InstanceRef{ID: id}
+// runTask takes one claimed task (RUNNING since the claim) to its outcome
+// on worker slot. The slot is given back as soon as the outcome is handed
+// to the completer, so that the loop can claim the next task while the
+// outcome is written; the goroutine itself ends only once the outcome is
+// written, unless Abort gave up on the database.
+func (d *Daemon) runTask(slot int, st djangodb.StartedTask) {
+	ref := st.Ref()
+	log := d.log.With("worker", slot, "type", st.Type, "identifier", st.Identifier, "instance_id", st.InstanceID)
 	written := false // whether the task's outcome is in the database
+	freed := false
+	free := func() {
+		if !freed {
+			freed = true
+			d.n.holding.Add(-1)
+			d.free <- slot
+		}
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			d.log.Error("ATPD: panic while running a task", "worker", slot, "type", ref.Type,
-				"identifier", ref.Identifier, "instance_id", id, "panic", r, "stack", string(debug.Stack()))
+				"identifier", ref.Identifier, "instance_id", ref.ID, "panic", r, "stack", string(debug.Stack()))
 			if !written {
 				d.failAfterPanic(ref, r)
 			}
 		}
-		d.free <- slot
+		free()
 		d.tasks.Done()
 	}()
+	if d.isAborting() {
+		// Claimed in the moment Abort came: give it back untouched.
+		d.requeueRunning(st, djangodb.MsgShutdownReenqueue, "re-enqueued at shutdown", log)
+		written = true
+		return
+	}
+	d.execute(st, log, &written, free)
+}
 
-	if d.isStopping() {
-		d.shutdownUnstarted(id)
-		written = true
-		return
+func (d *Daemon) isAborting() bool {
+	select {
+	case <-d.aborting:
+		return true
+	default:
+		return false
 	}
-	var st djangodb.StartedTask
-	before := time.Now()
-	err := d.persist("start", ref, func(ctx context.Context) error {
-		var err error
-		before = time.Now()
-		st, err = d.store.Start(ctx, id, "")
-		return err
-	})
-	switch {
-	case errors.Is(err, djangodb.ErrNotFound):
-		d.log.Warn("ATPD: claimed task was deleted before it started", "worker", slot, "instance_id", id)
-		written = true
-		return
-	case err != nil:
-		d.log.Error("ATPD: claimed task left SCHEDULED; the zombie sweep will re-enqueue it after its timeout",
-			"worker", slot, "instance_id", id, "error", err)
-		written = true
-		return
-	}
-	ref = st.Ref()
-	d.n.started.Add(1)
-	d.obs.TaskStarted(st.Type)
-	d.addBusy(1)
-	defer d.addBusy(-1)
-	if st.StartedAt.IsZero() {
-		st.StartedAt = before
-	}
-	d.execute(slot, st, &written)
 }
 
 // execute runs the handler of a started task and writes the outcome.
-func (d *Daemon) execute(slot int, st djangodb.StartedTask, written *bool) {
-	log := d.log.With("worker", slot, "type", st.Type, "identifier", st.Identifier, "instance_id", st.InstanceID)
+func (d *Daemon) execute(st djangodb.StartedTask, log *slog.Logger, written *bool, free func()) {
 	margin := d.cfg.margin(st.Timeout)
 	deadline := st.StartedAt.Add(st.Timeout - margin)
 	tctx := newTaskContext(d.handlerCtx, deadline)
@@ -85,31 +78,42 @@ func (d *Daemon) execute(slot int, st djangodb.StartedTask, written *bool) {
 		HasInput:   st.HasInput,
 		Deadline:   deadline,
 	}
-	ts := &taskStatus{d: d, st: st, tctx: tctx, extendBy: st.Timeout - margin}
+	ts := &taskStatus{d: d, st: st, tctx: tctx, extendBy: st.Timeout - margin, margin: margin}
+	tctx.beforeExpire = ts.flushBeforeDeadline
 
 	if st.HasInput {
 		if err := checkInputSize(st.Input, d.cfg.MaxInputSize); err != nil {
-			d.fail(st, err, log)
+			d.fail(st, nil, err, log, free)
 			*written = true
 			return
 		}
 	}
 	log.Info("PROCESS: "+st.Type+" "+st.Identifier+" is running ...",
 		"handler", st.Handler, "start", st.Starts, "maxstart", st.MaxStart, "deadline", deadline)
+	d.addBusy(1)
 	err := d.call(tctx, task, ts, log, margin)
-	handlerSet := ts.release()
+	d.addBusy(-1)
+	left := ts.release()
 	cause := tctx.cause()
 
 	switch {
+	case err == nil && left.refused != nil && !errors.Is(left.refused, djangodb.ErrNotFound):
+		// The handler returned as if all went well, but some of its writes
+		// are not in the database: its result is not what it meant.
+		d.fail(st, left.pending, fmt.Errorf("atpd: the handler's writes could not be stored: %w", left.refused), log, free)
 	case err == nil:
-		d.finish(st, handlerSet, log)
+		d.finish(st, left, log, free)
 	case errors.Is(cause, errDeadline):
 		d.n.timedOut.Add(1)
-		d.timedOut(st, log)
+		if d.flushHeld(st, left.pending, left.inflight, log) {
+			d.timedOut(st, log)
+		}
 	case errors.Is(cause, errShutdown):
-		d.requeueRunning(st, djangodb.MsgShutdownReenqueue, "re-enqueued at shutdown", log)
+		if d.flushHeld(st, left.pending, left.inflight, log) {
+			d.requeueRunning(st, djangodb.MsgShutdownReenqueue, "re-enqueued at shutdown", log)
+		}
 	default:
-		d.fail(st, err, log)
+		d.fail(st, left.pending, err, log, free)
 	}
 	*written = true
 }
@@ -148,18 +152,61 @@ func (d *Daemon) call(tctx *taskContext, task *executor.Task, ts *taskStatus, lo
 	}
 }
 
-func (d *Daemon) finish(st djangodb.StartedTask, handlerSet djangodb.Status, log *slog.Logger) {
-	var wrote bool
-	err := d.persist("finish", st.Ref(), func(ctx context.Context) error {
-		var err error
-		wrote, err = d.store.FinishIfNotFinished(ctx, st.InstanceID, "")
-		return err
-	})
-	if d.outcomeLost(st, err, log) {
+// submit hands a completion to the completer; its result comes on the
+// returned channel.
+func (d *Daemon) submit(c djangodb.Completion, ref djangodb.InstanceRef) *completion {
+	req := &completion{c: c, ref: ref, done: make(chan completionResult, 1)}
+	d.completions <- req
+	return req
+}
+
+// writeOutcome writes a task's held-back writes and outcome through the
+// completer, after any flush the handler abandoned (which is ahead of it in
+// the completer's queue). The worker is freed once the outcome is handed
+// over. When the database refuses the writes for good, the task is failed
+// without them, with a message that says so.
+func (d *Daemon) writeOutcome(st djangodb.StartedTask, c djangodb.Completion, inflight *completion, log *slog.Logger, free func()) (completionResult, bool) {
+	req := d.submit(c, st.Ref())
+	free()
+	if inflight != nil {
+		<-inflight.done
+	}
+	r := <-req.done
+	var sp *storePanic
+	switch {
+	case r.err == nil:
+		return r, true
+	case errors.As(r.err, &sp):
+		d.failAfterPanic(st.Ref(), sp.value)
+		return r, false
+	case errors.Is(r.err, djangodb.ErrNotFound), errors.Is(r.err, errGaveUp):
+		d.outcomeLost(st, r.err, log)
+		return r, false
+	case len(c.Writes) > 0:
+		msg := cleanText("atpd: the handler's writes could not be stored: " + r.err.Error())
+		log.Error("PROCESS: "+st.Type+" "+st.Identifier+" failed: the database refused the handler's writes", "error", r.err)
+		retry := d.submit(djangodb.Completion{InstanceID: st.InstanceID, Outcome: djangodb.OutcomeFail, Message: msg}, st.Ref())
+		if r2 := <-retry.done; r2.err != nil {
+			d.outcomeLost(st, r2.err, log)
+			return r2, false
+		}
+		d.n.failed.Add(1)
+		d.obs.TaskFinished(st.Type, djangodb.Failed, time.Since(st.StartedAt))
+		return r, false
+	default:
+		d.outcomeLost(st, r.err, log)
+		return r, false
+	}
+}
+
+func (d *Daemon) finish(st djangodb.StartedTask, left released, log *slog.Logger, free func()) {
+	c := djangodb.Completion{InstanceID: st.InstanceID, Writes: left.pending, Outcome: djangodb.OutcomeFinish}
+	r, ok := d.writeOutcome(st, c, left.inflight, log, free)
+	if !ok {
 		return
 	}
-	switch {
-	case wrote || handlerSet == djangodb.Finished:
+	switch handlerSet := left.terminal; {
+	case r.Wrote || handlerSet == djangodb.Finished:
 		d.n.finished.Add(1)
 		d.obs.TaskFinished(st.Type, djangodb.Finished, time.Since(st.StartedAt))
 		log.Info("PROCESS: " + st.Type + " " + st.Identifier + " is finished ...")
@@ -168,16 +215,14 @@ func (d *Daemon) finish(st djangodb.StartedTask, handlerSet djangodb.Status, log
 		d.obs.TaskFinished(st.Type, djangodb.Failed, time.Since(st.StartedAt))
 		log.Warn("PROCESS: "+st.Type+" "+st.Identifier+" is finished: the handler set FAILED", "status", handlerSet.String())
 	default:
-		log.Info("PROCESS: " + st.Type + " " + st.Identifier + " is finished: already terminal")
+		log.Info("PROCESS: "+st.Type+" "+st.Identifier+" is finished: already terminal", "status", r.Status.String())
 	}
 }
 
-func (d *Daemon) fail(st djangodb.StartedTask, cause error, log *slog.Logger) {
+func (d *Daemon) fail(st djangodb.StartedTask, pending []djangodb.Write, cause error, log *slog.Logger, free func()) {
 	msg := cleanText(cause.Error())
-	err := d.persist("set FAILED", st.Ref(), func(ctx context.Context) error {
-		return d.store.SetStatus(ctx, st.InstanceID, djangodb.Failed, msg)
-	})
-	if d.outcomeLost(st, err, log) {
+	c := djangodb.Completion{InstanceID: st.InstanceID, Writes: pending, Outcome: djangodb.OutcomeFail, Message: msg}
+	if _, ok := d.writeOutcome(st, c, nil, log, free); !ok {
 		return
 	}
 	d.n.failed.Add(1)
@@ -187,6 +232,33 @@ func (d *Daemon) fail(st djangodb.StartedTask, cause error, log *slog.Logger) {
 		return
 	}
 	log.Error("PROCESS: "+st.Type+" "+st.Identifier+" failed: "+msg, "error", cause)
+}
+
+// flushHeld commits a cancelled handler's held-back writes before the
+// daemon decides the task's fate from its status, so that they land in
+// the order the handler made them and before the daemon's own write. It
+// reports whether the daemon should go on (false: nothing more can be
+// written for the task, and why is logged).
+func (d *Daemon) flushHeld(st djangodb.StartedTask, pending []djangodb.Write, inflight *completion, log *slog.Logger) bool {
+	if inflight != nil {
+		<-inflight.done
+	}
+	if len(pending) == 0 {
+		return true
+	}
+	r := <-d.submit(djangodb.Completion{InstanceID: st.InstanceID, Writes: pending}, st.Ref()).done
+	switch {
+	case r.err == nil:
+		return true
+	case errors.Is(r.err, djangodb.ErrNotFound), errors.Is(r.err, errGaveUp):
+		d.outcomeLost(st, r.err, log)
+		return false
+	default:
+		// The held-back writes are lost; the task's fate does not depend
+		// on them.
+		log.Error("PROCESS: "+st.Type+" "+st.Identifier+" the handler's writes could not be stored", "error", r.err)
+		return true
+	}
 }
 
 // timedOut handles a handler cancelled at its deadline, the way the zombie
@@ -298,6 +370,10 @@ func cleanText(s string) string {
 type taskContext struct {
 	context.Context
 	cancel context.CancelCauseFunc
+	// beforeExpire runs when the deadline is reached, before the deadline
+	// is checked again: it commits held-back status writes, which move
+	// the deadline.
+	beforeExpire func()
 
 	mu       sync.Mutex
 	deadline time.Time
@@ -314,6 +390,9 @@ func newTaskContext(parent context.Context, deadline time.Time) *taskContext {
 }
 
 func (c *taskContext) expire() {
+	if c.beforeExpire != nil {
+		c.beforeExpire()
+	}
 	c.mu.Lock()
 	if left := time.Until(c.deadline); left > 0 {
 		c.timer.Reset(left)
@@ -364,29 +443,60 @@ func (c *taskContext) stop() {
 	c.cancel(context.Canceled)
 }
 
-// taskStatus is the handler's executor.TaskStatus. Each setter is one
-// committed store call; after release, setters fail with ErrTaskReleased so
-// that nothing the handler does lands after the daemon's outcome.
+// taskStatus is the handler's executor.TaskStatus. Its writes are held
+// back (write-behind) and committed through the completer: with the
+// task's outcome when the handler returns, within FlushDelay while it runs
+// on, before it reads its status, and before its deadline is enforced, in
+// the order it made them. With Config.SyncTaskWrites each write is
+// committed before the setter returns. After release, setters fail with
+// ErrTaskReleased so that nothing the handler does lands after the
+// daemon's outcome.
 type taskStatus struct {
 	d        *Daemon
 	st       djangodb.StartedTask
 	tctx     *taskContext
 	extendBy time.Duration
+	margin   time.Duration
 
 	mu       sync.Mutex
 	released bool
 	terminal djangodb.Status // last FINISHED/FAILED the handler set
+	pending  []djangodb.Write
+	timer    *time.Timer // flushes pending after FlushDelay
+	// inflight is a flush the handler stopped waiting for (its deadline
+	// came); the daemon waits for it before writing the outcome.
+	inflight *completion
+	// refused is why the database refused a flush for good; the writes
+	// after it fail with it, as they would have on their own.
+	refused error
+	left    released // what release returned
 }
 
 var _ executor.TaskStatus = (*taskStatus)(nil)
 
-// release fences the handler's writes, waiting for one in flight, and
-// returns the last terminal status the handler set.
-func (s *taskStatus) release() djangodb.Status {
+// released is what the handler left when the daemon took the task back.
+type released struct {
+	terminal djangodb.Status  // last FINISHED/FAILED the handler set
+	pending  []djangodb.Write // held back, to go with the outcome
+	inflight *completion      // a flush still in the completer
+	refused  error            // why a flush was refused for good
+}
+
+// release fences the handler's writes, waiting for a flush in progress;
+// called again, it returns what the first call did.
+func (s *taskStatus) release() released {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.released = true
-	return s.terminal
+	if !s.released {
+		s.released = true
+		if s.timer != nil {
+			s.timer.Stop()
+			s.timer = nil
+		}
+		s.left = released{terminal: s.terminal, pending: s.pending, inflight: s.inflight, refused: s.refused}
+		s.pending, s.inflight = nil, nil
+	}
+	return s.left
 }
 
 func (s *taskStatus) Identifier() (typ, identifier string) { return s.st.Type, s.st.Identifier }
@@ -407,7 +517,17 @@ func (s *taskStatus) Status(ctx context.Context) (djangodb.Status, error) {
 	return inst.Status, nil
 }
 
+// instance reads the task's row after committing what the handler wrote,
+// so that the handler reads its own writes.
 func (s *taskStatus) instance(ctx context.Context) (djangodb.Instance, error) {
+	s.mu.Lock()
+	if len(s.pending) > 0 && !s.released {
+		if err := s.flushLocked(ctx, "read status"); err != nil {
+			s.mu.Unlock()
+			return djangodb.Instance{}, err
+		}
+	}
+	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, s.d.cfg.StoreTimeout)
 	defer cancel()
 	inst, err := s.d.store.Instance(ctx, s.st.InstanceID)
@@ -434,70 +554,102 @@ func (s *taskStatus) SetRunning(ctx context.Context, message string) error {
 }
 
 func (s *taskStatus) setStatus(ctx context.Context, status djangodb.Status, message string) error {
-	message = cleanText(message)
-	return s.write(ctx, "set "+status.String(), func(ctx context.Context) error {
-		began := time.Now()
-		if err := s.d.store.SetStatus(ctx, s.st.InstanceID, status, message); err != nil {
-			return err
-		}
-		s.tctx.extend(began.Add(s.extendBy))
-		if status.Terminal() {
-			s.terminal = status
-		}
-		return nil
-	})
+	return s.add(ctx, "set "+status.String(), djangodb.StatusWrite(status, cleanText(message)))
 }
 
 // StoreResponse does not move the deadline: setTaskResponse does not save
 // the instance, so timeUpdate stays as it was.
 func (s *taskStatus) StoreResponse(ctx context.Context, data []byte, mimeType string) error {
-	mimeType = cleanText(mimeType)
-	return s.write(ctx, "store response", func(ctx context.Context) error {
-		return s.d.store.SetResponse(ctx, s.st.InstanceID, data, mimeType)
-	})
+	return s.add(ctx, "store response", djangodb.ResponseWrite(data, cleanText(mimeType)))
 }
 
-// write commits one of the handler's writes. A write that failed for a
-// reason that may pass (the database restarting, a dropped connection) is
-// retried with backoff for as long as the task is the handler's, because
-// failing it would make the handler fail a task that did nothing wrong.
-// Each attempt has its own timeout and ends when the daemon takes the task
-// back, so that release never waits longer than one statement.
-func (s *taskStatus) write(ctx context.Context, what string, fn func(ctx context.Context) error) error {
+// add holds back one write, or commits it at once with SyncTaskWrites.
+func (s *taskStatus) add(ctx context.Context, what string, w djangodb.Write) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	wrap := func(err error) error {
-		return fmt.Errorf("daemon: %s of %s (instance %d): %w", what, s.st.Ref(), s.st.InstanceID, err)
+	switch {
+	case s.released:
+		return s.wrap(what, ErrTaskReleased)
+	case s.refused != nil:
+		return s.wrap(what, s.refused)
 	}
-	backoff := retryBackoffMin
-	for attempt := 1; ; attempt++ {
-		if s.released {
-			return wrap(ErrTaskReleased)
+	s.pending = append(s.pending, w)
+	if s.d.cfg.SyncTaskWrites {
+		if err := s.flushLocked(ctx, what); err != nil {
+			return err
 		}
-		actx, cancel := context.WithTimeout(ctx, s.d.cfg.StoreTimeout)
-		stop := context.AfterFunc(s.tctx, cancel)
-		err := fn(actx)
-		stop()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil || s.tctx.Err() != nil || !djangodb.Transient(err) {
-			return wrap(err)
-		}
-		s.d.log.Warn("PROCESS: handler's store write failed; retrying", "operation", what,
-			"type", s.st.Type, "identifier", s.st.Identifier, "instance_id", s.st.InstanceID,
-			"attempt", attempt, "retry_in", backoff, "error", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return wrap(err)
-		case <-s.tctx.Done():
-			t.Stop()
-			return wrap(err)
-		}
-		backoff = min(2*backoff, retryBackoffMax)
+	} else if s.timer == nil {
+		s.timer = time.AfterFunc(s.d.cfg.FlushDelay, s.flushLater)
 	}
+	if !w.IsResponse && w.Status.Terminal() {
+		s.terminal = w.Status
+	}
+	return nil
+}
+
+func (s *taskStatus) wrap(what string, err error) error {
+	return fmt.Errorf("daemon: %s of %s (instance %d): %w", what, s.st.Ref(), s.st.InstanceID, err)
+}
+
+// flushLater commits held-back writes once FlushDelay has passed.
+func (s *taskStatus) flushLater() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.timer = nil
+	if s.released || len(s.pending) == 0 {
+		return
+	}
+	// An error is kept in refused or reported at the next write.
+	_ = s.flushLocked(context.Background(), "flush held-back writes")
+}
+
+// flushBeforeDeadline commits held-back status writes when the deadline
+// comes: a status write moves timeUpdate, and with it the deadline, and
+// the handler made it in time. It waits at most half the margin, the rest
+// being the daemon's to write the outcome.
+func (s *taskStatus) flushBeforeDeadline() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.released || !slices.ContainsFunc(s.pending, func(w djangodb.Write) bool { return !w.IsResponse }) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.margin/2)
+	defer cancel()
+	_ = s.flushLocked(ctx, "flush held-back writes at the deadline")
+}
+
+// flushLocked commits the held-back writes through the completer and
+// waits, with s.mu held, so that writes stay in order. It stops waiting
+// when the handler's context or the task's ends; the flush then stays in
+// the completer's queue, ahead of the outcome, which waits for it. A
+// committed status write moves the deadline as it moved timeUpdate.
+func (s *taskStatus) flushLocked(ctx context.Context, what string) error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	writes := s.pending
+	s.pending = nil
+	req := s.d.submit(djangodb.Completion{InstanceID: s.st.InstanceID, Writes: writes}, s.st.Ref())
+	var r completionResult
+	select {
+	case r = <-req.done:
+	case <-ctx.Done():
+		s.inflight = req
+		return s.wrap(what, context.Cause(ctx))
+	case <-s.tctx.Done():
+		s.inflight = req
+		return s.wrap(what, context.Cause(s.tctx))
+	}
+	if r.err != nil {
+		s.refused = r.err
+		return s.wrap(what, r.err)
+	}
+	if !r.TimeUpdate.IsZero() {
+		s.tctx.extend(r.TimeUpdate.Add(s.extendBy))
+	}
+	return nil
 }

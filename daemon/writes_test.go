@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,47 +18,46 @@ import (
 	"github.com/eoxserver/atpd/executor"
 )
 
-// writeFaults fails the handler's own writes (SetStatus, SetResponse) with
-// a chosen error a number of times.
+// writeFaults fails the Complete calls that carry a handler's writes (a
+// response, a status change) with a chosen error a number of times.
 type writeFaults struct {
 	*flakyStore
-	err      error
-	status   atomic.Int32 // SetStatus failures left
-	response atomic.Int32 // SetResponse failures left
+	err   error
+	fails atomic.Int32 // failures left
 }
 
-func (w *writeFaults) SetStatus(ctx context.Context, id int64, s djangodb.Status, m string) error {
-	if w.status.Add(-1) >= 0 {
-		return w.err
+func (w *writeFaults) Complete(ctx context.Context, cs []djangodb.Completion) ([]djangodb.CompletionResult, error) {
+	for _, c := range cs {
+		if len(c.Writes) > 0 && w.fails.Add(-1) >= 0 {
+			return nil, w.err
+		}
 	}
-	return w.flakyStore.SetStatus(ctx, id, s, m)
+	return w.flakyStore.Complete(ctx, cs)
 }
 
-func (w *writeFaults) SetResponse(ctx context.Context, id int64, data []byte, mime string) error {
-	if w.response.Add(-1) >= 0 {
-		return w.err
-	}
-	return w.flakyStore.SetResponse(ctx, id, data, mime)
-}
-
-// TestHandlerWritesRetried: a handler's TaskStatus write that fails because
-// the database is away is retried until it commits, so the task ends as the
-// handler meant; a write the database refuses for good is not retried and
-// reaches the handler at once.
+// TestHandlerWritesRetried: a handler's TaskStatus writes that fail because
+// the database is away are retried until they commit, so the task ends as
+// the handler meant. Writes the database refuses for good are not retried:
+// held back (the default), they fail the task with a message that says
+// so; committed at once (SyncTaskWrites), the error reaches the handler.
 func TestHandlerWritesRetried(t *testing.T) {
+	head := []rec{{djangodb.Accepted, ""}, {djangodb.Scheduled, ""}, {djangodb.Running, ""}}
+	done := append(slices.Clone(head), rec{djangodb.Finished, "done by the handler"})
 	cases := []struct {
 		name      string
+		sync      bool
 		err       error
 		retries   int
 		wantLog   []rec
 		wantReply bool // the handler's StoreResponse returned an error
 	}{
-		{"dropped connection", errors.New("driver: bad connection"), 4,
-			[]rec{{djangodb.Accepted, ""}, {djangodb.Scheduled, ""}, {djangodb.Running, ""}, {djangodb.Finished, "done by the handler"}}, false},
-		{"server shutting down", &pq.Error{Code: "57P01", Message: "terminating connection due to administrator command"}, 4,
-			[]rec{{djangodb.Accepted, ""}, {djangodb.Scheduled, ""}, {djangodb.Running, ""}, {djangodb.Finished, "done by the handler"}}, false},
-		{"data error", &pq.Error{Code: "22001", Message: "value too long"}, 0,
-			[]rec{{djangodb.Accepted, ""}, {djangodb.Scheduled, ""}, {djangodb.Running, ""}, {djangodb.Failed, "store failed"}}, true},
+		{"dropped connection", false, errors.New("driver: bad connection"), 2, done, false},
+		{"dropped connection, sync", true, errors.New("driver: bad connection"), 2, done, false},
+		{"server shutting down", false, &pq.Error{Code: "57P01", Message: "terminating connection due to administrator command"}, 2, done, false},
+		{"data error", false, &pq.Error{Code: "22001", Message: "value too long"}, 0,
+			append(slices.Clone(head), rec{djangodb.Failed, "atpd: the handler's writes could not be stored: pq: value too long (22001)"}), false},
+		{"data error, sync", true, &pq.Error{Code: "22001", Message: "value too long"}, 0,
+			append(slices.Clone(head), rec{djangodb.Failed, "store failed"}), true},
 	}
 	b := backends[0]
 	for _, c := range cases {
@@ -65,8 +65,7 @@ func TestHandlerWritesRetried(t *testing.T) {
 			dsn := b.make(t, b.cfg)
 			ws := watch(openStore(t, dsn, b.cfg, 0))
 			store := &writeFaults{flakyStore: &flakyStore{watchStore: ws, failures: map[string]int{}, panics: map[string]int{}}, err: c.err}
-			store.status.Store(2)
-			store.response.Store(2)
+			store.fails.Store(2)
 			register(t, store, djangodb.TypeSpec{Identifier: "W", Handler: "tests.writes", Timeout: 60})
 			var replyFailed atomic.Bool
 			handlers := funcs{"tests.writes": func(ctx context.Context, task *executor.Task, ts executor.TaskStatus) error {
@@ -77,21 +76,19 @@ func TestHandlerWritesRetried(t *testing.T) {
 				return ts.SetSuccess(ctx, "done by the handler")
 			}}
 			id := enqueue(t, store, "W", "w", pyInput(t, "(1,)"))
-			d, logs := newDaemon(t, store, handlers, Config{Workers: 1})
+			d, logs := newDaemon(t, store, handlers, Config{Workers: 1, SyncTaskWrites: c.sync})
 			ws.waitTerminal(t, id)
 			d.Stop()
 			checkLog(t, store, id, c.wantLog...)
-			if got := strings.Count(logs.String(), "handler's store write failed; retrying"); got != c.retries {
+			if got := strings.Count(logs.String(), "store write failed; retrying"); got != c.retries {
 				t.Errorf("%d retries logged, want %d", got, c.retries)
 			}
 			if replyFailed.Load() != c.wantReply {
 				t.Errorf("StoreResponse failed: %t, want %t", replyFailed.Load(), c.wantReply)
 			}
-			if !c.wantReply {
-				r, err := store.Response(ctxT(t), id)
-				if err != nil || string(r.Data) != "15.0" {
-					t.Errorf("response %q, %v; want 15.0", r.Data, err)
-				}
+			r, err := store.Response(ctxT(t), id)
+			if got := err == nil && string(r.Data) == "15.0"; got != (c.retries > 0) {
+				t.Errorf("response %q, %v; want it stored: %t", r.Data, err, c.retries > 0)
 			}
 		})
 	}
