@@ -23,9 +23,9 @@ import (
 //     for each other, and the reference daemon's `UPDATE ... WHERE lock = 0`
 //     waits for our transaction and then finds the row gone.
 //   - Where several rows are locked, task rows are locked before instance
-//     rows, the order Dequeue needs, so that the two do not deadlock. The
-//     one exception, retirement, locks FINISHED/FAILED instances, which
-//     have no waiting task rows for Dequeue to hold.
+//     rows, the order Dequeue needs, so that the two do not deadlock. Where
+//     a task row is touched after an instance row (dropping a claim's
+//     duplicate rows), it is with SKIP LOCKED, which never waits.
 //   - Timestamps are instants from processClock bound as parameters, never
 //     the server's now(): log order must follow the order this process
 //     wrote in, and the columns are timestamptz so the session time zone
@@ -349,6 +349,7 @@ func (s *pgStore) QueueStats(ctx context.Context) (QueueStats, error) {
 func (s *pgStore) Dequeue(ctx context.Context, serverID int64, limit int, message string) ([]int64, error) {
 	limit = max(limit, 1)
 	var ids []int64
+	var dropped int
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		ids = ids[:0]
 		// Ordering by id follows the primary key: the same FIFO order as
@@ -379,40 +380,62 @@ func (s *pgStore) Dequeue(ctx context.Context, serverID int64, limit int, messag
 			return ErrQueueEmpty
 		}
 		slices.SortFunc(got, func(a, b claimed) int { return cmp.Compare(a.task, b.task) })
-		// An instance with two waiting rows (re-enqueued twice) is
-		// scheduled once: running it twice would be the worse surprise.
+		var seen []int64
 		var updates, logs []string
 		for _, c := range got {
-			if slices.Contains(ids, c.instance) {
+			if slices.Contains(seen, c.instance) {
 				continue
 			}
-			ids = append(ids, c.instance)
+			seen = append(seen, c.instance)
 			updates = append(updates, pgTime(processClock.now()))
 			logs = append(logs, pgTime(processClock.now()))
 		}
-		res, err := tx.ExecContext(ctx, `WITH v AS (
+		scheduled, err := pgInt64s(ctx, tx, `WITH v AS (
 				SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS v(id, tu, tl)
 			), u AS (
-				UPDATE processes_instance i SET status = 2, "timeUpdate" = v.tu FROM v WHERE i.id = v.id RETURNING i.id
-			)
-			INSERT INTO processes_logrecord (instance_id, time, status, message)
-			SELECT v.id, v.tl, 2, $4 FROM v JOIN u ON u.id = v.id`,
-			pq.Array(ids), pq.Array(updates), pq.Array(logs), pgText(message))
+				UPDATE processes_instance i SET status = 2, "timeUpdate" = v.tu FROM v
+				WHERE i.id = v.id AND i.status NOT IN (2, 3) RETURNING i.id
+			), l AS (
+				INSERT INTO processes_logrecord (instance_id, time, status, message)
+				SELECT v.id, v.tl, 2, $4 FROM v JOIN u ON u.id = v.id
+			), d AS (`+pgDropTwins+`)
+			SELECT id FROM u`,
+			pq.Array(seen), pq.Array(updates), pq.Array(logs), pgText(message))
 		if err != nil {
 			return err
 		}
-		// Every task row references its instance and the row locks hold
-		// them, so each instance must have been updated.
-		if n, err := res.RowsAffected(); err != nil || n != int64(len(ids)) {
-			return fmt.Errorf("scheduled %d of the instances %v (%v)", n, ids, err)
+		for _, id := range seen {
+			if slices.Contains(scheduled, id) {
+				ids = append(ids, id)
+			}
 		}
+		dropped = len(got)
 		return nil
 	})
+	if err == nil && len(ids) == 0 {
+		// Committed: the duplicates are gone, so the next call reaches
+		// the tasks behind them.
+		err = fmt.Errorf("%w (%d duplicate task rows of scheduled or running instances dropped)", ErrQueueEmpty, dropped)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("djangodb: dequeue for server 0x%016X: %w", uint64(serverID), err)
 	}
 	return ids, nil
 }
+
+// pgDropTwins deletes the other waiting rows of the instances $1 a claim
+// took rows of: duplicates of a task that is now scheduled by this claim
+// or by another claimer (the UPDATE beside it skips instances already
+// SCHEDULED or RUNNING: under READ COMMITTED it waits for a concurrent
+// claimer's row lock and re-checks the status that claimer committed).
+// It is a CTE of the claiming statement so that it shares the statement's
+// snapshot: a row committed later (a re-enqueue after this run) is not
+// seen. SKIP LOCKED: a row another claimer holds is that claimer's to
+// drop, and waiting for a task row while holding instance rows would
+// invert the task-then-instance lock order.
+const pgDropTwins = `DELETE FROM processes_task WHERE id IN (
+		SELECT id FROM processes_task WHERE instance_id = ANY($1) AND lock = 0 FOR UPDATE SKIP LOCKED
+	)`
 
 // pgText makes free text storable (see storableText).
 func pgText(s string) string { return storableText(s) }
@@ -515,12 +538,50 @@ func (s *pgStore) Reenqueue(ctx context.Context, id int64, message string) error
 	return nil
 }
 
+func (s *pgStore) Release(ctx context.Context, id int64, starts int, to Status, message string) (bool, error) {
+	if to != Accepted && to != Failed {
+		return false, fmt.Errorf("djangodb: release instance %d to %s: only ACCEPTED or FAILED", id, to)
+	}
+	var wrote bool
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		wrote = false
+		// The instance is locked before the checks; the waiting-row check
+		// takes no task lock, which keeps the task-then-instance order safe.
+		var ours bool
+		err := tx.QueryRowContext(ctx, `SELECT i.status IN (3, 4)
+				AND NOT EXISTS (SELECT 1 FROM processes_task k WHERE k.instance_id = i.id AND k.lock = 0)
+				AND (`+pgStarts+`) = $2
+			FROM processes_instance i WHERE i.id = $1 FOR UPDATE OF i`, id, starts).Scan(&ours)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil || !ours {
+			return err
+		}
+		stmt := pgSetStatus
+		if to == Accepted {
+			stmt = pgReenqueue
+		}
+		_, wrote, err = pgChangeStatus(ctx, tx, stmt, id, to, message)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("djangodb: release instance %d (start %d) to %s: %w", id, starts, to, err)
+	}
+	return wrote, nil
+}
+
 // pgStarts counts an instance's starts: RUNNING records that follow a
-// SCHEDULED one. A RUNNING after PAUSED is a resume.
+// SCHEDULED one (a RUNNING after PAUSED is a resume), except those whose
+// next record is a shutdown's re-enqueue (see MsgShutdownReenqueue).
 const pgStarts = `SELECT count(*) FROM (
-		SELECT status, lag(status) OVER (ORDER BY time, id) AS prev
-		FROM processes_logrecord WHERE instance_id = $1
-	) s WHERE s.status = 3 AND s.prev = 2`
+		SELECT status, lag(status) OVER w AS prev, lead(status) OVER w AS next, lead(message) OVER w AS next_msg
+		FROM processes_logrecord WHERE instance_id = $1 WINDOW w AS (ORDER BY time, id)
+	) s WHERE ` + pgCountedStart
+
+// pgCountedStart is the start condition over a window's status, prev, next
+// and next_msg columns.
+const pgCountedStart = `s.status = 3 AND s.prev = 2 AND (s.next IS DISTINCT FROM 1 OR s.next_msg IS DISTINCT FROM '` + MsgShutdownReenqueue + `')`
 
 func (s *pgStore) Start(ctx context.Context, id int64, message string) (StartedTask, error) {
 	var st StartedTask
@@ -806,28 +867,50 @@ func (s *pgStore) SweepZombies(ctx context.Context, message string) (SweepResult
 	return res, errors.Join(errs...)
 }
 
+// pgRetiredCond is the retention condition on instance i of type t at $1.
+const pgRetiredCond = `t.timeret > 0 AND i.status IN (5, 6) AND EXTRACT(EPOCH FROM ($1::timestamptz - i."timeUpdate")) > t.timeret`
+
 func (s *pgStore) DeleteRetired(ctx context.Context) ([]InstanceRef, error) {
 	var out []InstanceRef
 	now := processClock.now()
+	after := int64(0)
 	for {
+		// Candidates are chosen without locks; the transaction then locks
+		// task rows before instance rows, the order Dequeue and Claim lock
+		// in, so that retirement cannot deadlock with a claim.
+		ids, err := s.int64s(ctx, `SELECT i.id FROM processes_instance i JOIN processes_type t ON t.id = i.type_id
+			WHERE `+pgRetiredCond+` AND i.id > $2 ORDER BY i.id LIMIT $3`, now, after, pgRetireBatch)
+		if err != nil {
+			return out, fmt.Errorf("djangodb: delete retired instances: %w", err)
+		}
+		if len(ids) == 0 {
+			return out, nil
+		}
+		after = ids[len(ids)-1]
 		var batch []InstanceRef
-		var more bool
-		err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-			ids, err := pgInt64s(ctx, tx, `SELECT i.id FROM processes_instance i JOIN processes_type t ON t.id = i.type_id
-				WHERE t.timeret > 0 AND i.status IN (5, 6) AND EXTRACT(EPOCH FROM ($1::timestamptz - i."timeUpdate")) > t.timeret
-				ORDER BY i.id LIMIT $2 FOR UPDATE OF i SKIP LOCKED`, now, pgRetireBatch)
-			if err != nil || len(ids) == 0 {
+		err = s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			// A terminal instance normally has no task rows. Only those of
+			// instances that still qualify go: a re-enqueued one is ACCEPTED
+			// in the same snapshot as its new row.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM processes_task k USING processes_instance i, processes_type t
+				WHERE k.instance_id = i.id AND t.id = i.type_id AND i.id = ANY($2) AND `+pgRetiredCond,
+				now, pq.Array(ids)); err != nil {
 				return err
 			}
-			more = len(ids) == pgRetireBatch
-			batch, err = pgPurge(ctx, tx, ids)
+			locked, err := pgInt64s(ctx, tx, `SELECT i.id FROM processes_instance i JOIN processes_type t ON t.id = i.type_id
+				WHERE i.id = ANY($2) AND `+pgRetiredCond+` ORDER BY i.id FOR UPDATE OF i SKIP LOCKED`, now, pq.Array(ids))
+			if err != nil || len(locked) == 0 {
+				batch = nil
+				return err
+			}
+			batch, err = pgPurge(ctx, tx, locked)
 			return err
 		})
 		if err != nil {
 			return out, fmt.Errorf("djangodb: delete retired instances: %w", err)
 		}
 		out = append(out, batch...)
-		if !more {
+		if len(ids) < pgRetireBatch {
 			return out, nil
 		}
 	}

@@ -370,43 +370,24 @@ func (s *sqliteStore) QueueStats(ctx context.Context) (QueueStats, error) {
 }
 
 func (s *sqliteStore) Dequeue(ctx context.Context, serverID int64, limit int, message string) ([]int64, error) {
+	op := fmt.Sprintf("dequeue for server 0x%016X", uint64(serverID))
 	if limit < 1 {
 		limit = 1
 	}
+	if err := s.probeQueue(ctx, op); err != nil {
+		return nil, err
+	}
 	var ids []int64
-	err := s.write(ctx, fmt.Sprintf("dequeue for server 0x%016X", uint64(serverID)), func(ctx context.Context, tx *sql.Tx) error {
-		// Ordering by id is the tracker's FIFO order (rows are inserted with
-		// time = now) and uses the primary key instead of scanning the table.
-		rows, err := tx.QueryContext(ctx, `DELETE FROM processes_task WHERE id IN (
-			SELECT id FROM processes_task WHERE "lock" = 0 ORDER BY id LIMIT ?) RETURNING id, instance_id`, limit)
-		if err != nil {
+	var dropped int
+	err := s.write(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
+		ids = ids[:0]
+		insts, n, err := sqliteTakeWaiting(ctx, tx, limit)
+		if err != nil || n == 0 {
 			return err
 		}
-		type claim struct{ task, inst int64 }
-		var claims []claim
-		for rows.Next() {
-			var c claim
-			if err := rows.Scan(&c.task, &c.inst); err != nil {
-				rows.Close()
-				return err
-			}
-			claims = append(claims, c)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		// RETURNING has no defined order.
-		sort.Slice(claims, func(i, j int) bool { return claims[i].task < claims[j].task })
-		seen := make(map[int64]bool, len(claims))
-		for _, c := range claims {
-			// Two waiting rows of one instance (a re-enqueue racing a
-			// sweep) schedule it once.
-			if seen[c.inst] {
-				continue
-			}
-			seen[c.inst] = true
-			err := s.setStatusTx(ctx, tx, c.inst, Scheduled, message)
+		dropped = n
+		for _, inst := range insts {
+			err := s.setStatusTx(ctx, tx, inst, Scheduled, message)
 			if errors.Is(err, ErrNotFound) {
 				// A task row whose instance is gone (written with foreign
 				// keys off) names no task; dropping it loses nothing.
@@ -414,10 +395,7 @@ func (s *sqliteStore) Dequeue(ctx context.Context, serverID int64, limit int, me
 			} else if err != nil {
 				return err
 			}
-			ids = append(ids, c.inst)
-		}
-		if len(claims) == 0 {
-			return ErrQueueEmpty
+			ids = append(ids, inst)
 		}
 		return nil
 	})
@@ -425,11 +403,82 @@ func (s *sqliteStore) Dequeue(ctx context.Context, serverID int64, limit int, me
 		return nil, err
 	}
 	if len(ids) == 0 {
-		// Only orphan rows were claimed; they are gone now, so the next call
-		// reaches the tasks behind them.
-		return nil, fmt.Errorf("djangodb: dequeue for server 0x%016X: %w", uint64(serverID), ErrQueueEmpty)
+		// Only orphan or duplicate rows were claimed; they are gone now, so
+		// the next call reaches the tasks behind them.
+		return nil, fmt.Errorf("djangodb: %s: %w (%d orphan or duplicate task rows dropped)", op, ErrQueueEmpty, dropped)
 	}
 	return ids, nil
+}
+
+// probeQueue returns ErrQueueEmpty when no task row waits, from the read
+// pool: an idle daemon polls many times a second, and taking the file's
+// write lock for each poll would compete with Django producers for nothing.
+// A row committed just after the probe is found by the next poll.
+func (s *sqliteStore) probeQueue(ctx context.Context, op string) error {
+	var one int
+	err := s.read(ctx, op, func(ctx context.Context, db *sql.DB) error {
+		return db.QueryRowContext(ctx, `SELECT 1 FROM processes_task WHERE "lock" = 0 LIMIT 1`).Scan(&one)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("djangodb: %s: %w", op, ErrQueueEmpty)
+	}
+	return err
+}
+
+// sqliteTakeWaiting deletes up to limit waiting task rows, oldest first,
+// and returns the instances to schedule, in queue order and each once, with
+// the number of rows taken. An instance that is already SCHEDULED or
+// RUNNING is left out (its row was a duplicate of a task being run), and
+// every other waiting row of the instances seen is deleted as a duplicate:
+// one instance runs once. The transaction holds the file's write lock, so
+// nothing changes between these statements.
+func sqliteTakeWaiting(ctx context.Context, tx *sql.Tx, limit int) ([]int64, int, error) {
+	// Ordering by id is the tracker's FIFO order (rows are inserted with
+	// time = now) and uses the primary key instead of scanning the table.
+	rows, err := tx.QueryContext(ctx, `DELETE FROM processes_task WHERE id IN (
+		SELECT id FROM processes_task WHERE "lock" = 0 ORDER BY id LIMIT ?) RETURNING id, instance_id`, limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	type claim struct{ task, inst int64 }
+	var claims []claim
+	for rows.Next() {
+		var c claim
+		if err := rows.Scan(&c.task, &c.inst); err != nil {
+			rows.Close()
+			return nil, 0, err
+		}
+		claims = append(claims, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	// RETURNING has no defined order.
+	sort.Slice(claims, func(i, j int) bool { return claims[i].task < claims[j].task })
+	seen := make(map[int64]bool, len(claims))
+	var out []int64
+	for _, c := range claims {
+		if seen[c.inst] {
+			continue
+		}
+		seen[c.inst] = true
+		if _, err := tx.ExecContext(ctx, `DELETE FROM processes_task WHERE instance_id = ? AND "lock" = 0`, c.inst); err != nil {
+			return nil, 0, err
+		}
+		var status Status
+		err := tx.QueryRowContext(ctx, `SELECT status FROM processes_instance WHERE id = ?`, c.inst).Scan(&status)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			// Left in: the caller drops an orphan row as it always did.
+		case err != nil:
+			return nil, 0, err
+		case status == Scheduled || status == Running:
+			continue
+		}
+		out = append(out, c.inst)
+	}
+	return out, len(claims), nil
 }
 
 // ---- Status changes ----
@@ -471,16 +520,54 @@ func (s *sqliteStore) insertTask(ctx context.Context, tx *sql.Tx, id int64) erro
 }
 
 // countStarts counts RUNNING records that follow a SCHEDULED one: each
-// start by a daemon, but not a resume from PAUSED.
+// start by a daemon, but not a resume from PAUSED, nor a start whose next
+// record is a shutdown's re-enqueue (see MsgShutdownReenqueue).
 func sqliteCountStarts(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, id int64) (int, error) {
 	var n int
 	err := q.QueryRowContext(ctx, `SELECT count(*) FROM (
-		SELECT status, LAG(status) OVER (ORDER BY "time", id) AS prev
-		FROM processes_logrecord WHERE instance_id = ?)
-		WHERE status = ? AND prev = ?`, id, Running, Scheduled).Scan(&n)
+		SELECT status, LAG(status) OVER w AS prev, LEAD(status) OVER w AS next, LEAD(message) OVER w AS next_msg
+		FROM processes_logrecord WHERE instance_id = ? WINDOW w AS (ORDER BY "time", id))
+		WHERE status = ? AND prev = ? AND (next IS NOT ? OR next_msg IS NOT ?)`,
+		id, Running, Scheduled, Accepted, MsgShutdownReenqueue).Scan(&n)
 	return n, err
+}
+
+func (s *sqliteStore) Release(ctx context.Context, id int64, starts int, to Status, message string) (bool, error) {
+	op := fmt.Sprintf("release instance %d (start %d) to %s", id, starts, to)
+	if to != Accepted && to != Failed {
+		return false, fmt.Errorf("djangodb: %s: only ACCEPTED or FAILED", op)
+	}
+	var wrote bool
+	err := s.write(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
+		wrote = false
+		var status Status
+		var queued bool
+		err := tx.QueryRowContext(ctx, `SELECT status, EXISTS (SELECT 1 FROM processes_task WHERE instance_id = ? AND "lock" = 0)
+			FROM processes_instance WHERE id = ?`, id, id).Scan(&status, &queued)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		} else if err != nil {
+			return err
+		}
+		if (status != Running && status != Paused) || queued {
+			return nil
+		}
+		n, err := sqliteCountStarts(ctx, tx, id)
+		if err != nil || n != starts {
+			return err
+		}
+		if err := s.setStatusTx(ctx, tx, id, to, message); err != nil {
+			return err
+		}
+		wrote = true
+		if to == Accepted {
+			return s.insertTask(ctx, tx, id)
+		}
+		return nil
+	})
+	return wrote && err == nil, err
 }
 
 func (s *sqliteStore) Start(ctx context.Context, id int64, message string) (StartedTask, error) {
@@ -841,6 +928,16 @@ func (s *sqliteStore) SweepZombies(ctx context.Context, message string) (SweepRe
 				return nil
 			} else if err != nil {
 				return err
+			}
+			// Already waiting again (re-enqueued meanwhile): one queue
+			// entry is enough.
+			var queued bool
+			if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM processes_task WHERE instance_id = ? AND "lock" = 0)`,
+				instID).Scan(&queued); err != nil {
+				return err
+			}
+			if queued {
+				return nil
 			}
 			// tracker.reenqueueZombieTasks sets SCHEDULED with a bare
 			// UPDATE (no timeUpdate, no log record) before re-enqueueing.

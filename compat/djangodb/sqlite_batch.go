@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 )
 
@@ -14,44 +13,23 @@ import (
 // which syncs the journal and the database file.
 
 func (s *sqliteStore) Claim(ctx context.Context, serverID int64, limit int, message string) ([]StartedTask, error) {
+	op := fmt.Sprintf("claim for server 0x%016X", uint64(serverID))
 	limit = max(limit, 1)
 	message = storableText(message)
+	if err := s.probeQueue(ctx, op); err != nil {
+		return nil, err
+	}
 	var out []StartedTask
 	claimed := 0
-	err := s.write(ctx, fmt.Sprintf("claim for server 0x%016X", uint64(serverID)), func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
 		out, claimed = out[:0], 0
-		rows, err := tx.QueryContext(ctx, `DELETE FROM processes_task WHERE id IN (
-			SELECT id FROM processes_task WHERE "lock" = 0 ORDER BY id LIMIT ?) RETURNING id, instance_id`, limit)
+		insts, n, err := sqliteTakeWaiting(ctx, tx, limit)
 		if err != nil {
 			return err
 		}
-		type claim struct{ task, inst int64 }
-		var claims []claim
-		for rows.Next() {
-			var c claim
-			if err := rows.Scan(&c.task, &c.inst); err != nil {
-				rows.Close()
-				return err
-			}
-			claims = append(claims, c)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		claimed = len(claims)
-		if claimed == 0 {
-			return ErrQueueEmpty
-		}
-		// RETURNING has no defined order.
-		sort.Slice(claims, func(i, j int) bool { return claims[i].task < claims[j].task })
-		seen := make(map[int64]bool, len(claims))
-		for _, c := range claims {
-			if seen[c.inst] {
-				continue
-			}
-			seen[c.inst] = true
-			st, err := s.claimOne(ctx, tx, c.inst, message)
+		claimed = n
+		for _, inst := range insts {
+			st, err := s.claimOne(ctx, tx, inst, message)
 			if errors.Is(err, ErrNotFound) {
 				// A task row whose instance is gone (written with foreign
 				// keys off) names no task; dropping it loses nothing.
@@ -67,9 +45,9 @@ func (s *sqliteStore) Claim(ctx context.Context, serverID int64, limit int, mess
 		return nil, err
 	}
 	if len(out) == 0 {
-		// Only orphan rows were claimed; they are gone now, so the next
-		// call reaches the tasks behind them.
-		return nil, fmt.Errorf("djangodb: claim for server 0x%016X: %w (%d orphan task rows dropped)", uint64(serverID), ErrQueueEmpty, claimed)
+		// Only orphan or duplicate rows were claimed; they are gone now, so
+		// the next call reaches the tasks behind them.
+		return nil, fmt.Errorf("djangodb: %s: %w (%d orphan or duplicate task rows dropped)", op, ErrQueueEmpty, claimed)
 	}
 	return out, nil
 }

@@ -72,6 +72,10 @@ const (
 	MsgShutdownReenqueue = "Reenqued by ATPD."
 )
 
+// A start whose next log record is ACCEPTED with MsgShutdownReenqueue was
+// ended by a daemon shutting down, not by the task; the start counts
+// (StartedTask.Starts, maxstart in SweepZombies) leave it out.
+
 // Defaults of tracker.registerTaskType and of the tracker's queue.
 const (
 	DefaultTimeout      = 3600.0 // seconds
@@ -273,8 +277,11 @@ type Store interface {
 
 	// Dequeue claims up to limit waiting tasks for serverID in one
 	// transaction: each instance becomes SCHEDULED with a log record and its
-	// task row is deleted. Tasks locked by other claimers are skipped.
-	// ErrQueueEmpty when nothing could be claimed.
+	// task row is deleted. Tasks locked by other claimers are skipped. An
+	// instance is never claimed while SCHEDULED or RUNNING (a twin row taken
+	// by another claimer); the waiting rows of every instance it saw are
+	// dropped as duplicates, so one instance runs once. ErrQueueEmpty when
+	// nothing could be claimed.
 	Dequeue(ctx context.Context, serverID int64, limit int, message string) ([]int64, error)
 	// Start sets RUNNING and returns the task's parameters and input text.
 	Start(ctx context.Context, id int64, message string) (StartedTask, error)
@@ -298,6 +305,15 @@ type Store interface {
 	// Reenqueue sets ACCEPTED with a log record and inserts a waiting task row,
 	// regardless of the queue limit.
 	Reenqueue(ctx context.Context, id int64, message string) error
+	// Release gives up a run the caller started, in one transaction and
+	// only if the run is still the caller's: the instance is RUNNING or
+	// PAUSED, its start count (as StartedTask.Starts counts) still equals
+	// starts, and it has no waiting task row. to is Accepted (re-enqueue:
+	// ACCEPTED, log record, a waiting task row) or Failed (FAILED, log
+	// record). It reports whether it wrote; false means someone else moved
+	// the instance on (a sweep, a later start, a producer), which also makes
+	// a retry after a lost commit acknowledgement harmless.
+	Release(ctx context.Context, id int64, starts int, to Status, message string) (bool, error)
 
 	Instance(ctx context.Context, id int64) (Instance, error)
 	InstanceByIdentifier(ctx context.Context, typ, identifier string) (Instance, error)

@@ -102,6 +102,12 @@ var cases = []testCase{
 	{"UnstorableText", testUnstorableText},
 	{"EnqueueMany", testEnqueueMany},
 	{"ClaimWhileEnqueueing", testClaimWhileEnqueueing},
+	{"ClaimTwins", testClaimTwins},
+	{"ClaimTwinRace", testClaimTwinRace},
+	{"Release", testRelease},
+	{"ShutdownStartNotCounted", testShutdownStartNotCounted},
+	{"SweepStuckPullQueued", testSweepStuckPullQueued},
+	{"DeleteRetiredLockOrder", testDeleteRetiredLockOrder},
 }
 
 // Run runs the whole suite against h under every config in Configs.
