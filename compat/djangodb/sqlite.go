@@ -405,6 +405,9 @@ func (s *sqliteStore) Dequeue(ctx context.Context, serverID int64, limit int, me
 	if len(ids) == 0 {
 		// Only orphan or duplicate rows were claimed; they are gone now, so
 		// the next call reaches the tasks behind them.
+		if dropped == 0 {
+			return nil, fmt.Errorf("djangodb: %s: %w", op, ErrQueueEmpty)
+		}
 		return nil, fmt.Errorf("djangodb: %s: %w (%d orphan or duplicate task rows dropped)", op, ErrQueueEmpty, dropped)
 	}
 	return ids, nil

@@ -47,6 +47,9 @@ func (s *sqliteStore) Claim(ctx context.Context, serverID int64, limit int, mess
 	if len(out) == 0 {
 		// Only orphan or duplicate rows were claimed; they are gone now, so
 		// the next call reaches the tasks behind them.
+		if claimed == 0 {
+			return nil, fmt.Errorf("djangodb: %s: %w", op, ErrQueueEmpty)
+		}
 		return nil, fmt.Errorf("djangodb: %s: %w (%d orphan or duplicate task rows dropped)", op, ErrQueueEmpty, claimed)
 	}
 	return out, nil
