@@ -80,6 +80,9 @@ func (d *Daemon) execute(st djangodb.StartedTask, log *slog.Logger, written *boo
 	}
 	ts := &taskStatus{d: d, st: st, tctx: tctx, extendBy: st.Timeout - margin, margin: margin}
 	tctx.beforeExpire = ts.flushBeforeDeadline
+	// Released on every way out, a panic included, so that no flush
+	// timer outlives the task and writes after the completer is gone.
+	defer ts.release()
 
 	if st.HasInput {
 		if err := checkInputSize(st.Input, d.cfg.MaxInputSize); err != nil {

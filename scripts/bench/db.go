@@ -56,7 +56,7 @@ func (b *bench) newDB(ctx context.Context, kind string) (*benchDB, error) {
 		}
 		u.Path = "/" + name
 		dsn = u.String()
-	case "sqlite":
+	case "sqlite", "sqlite-wal":
 		dsn = "sqlite:" + filepath.Join(b.o.tmp, randomName()+".sqlite3")
 	default:
 		return nil, fmt.Errorf("unknown database kind %q", kind)
@@ -77,7 +77,9 @@ func (b *bench) newDB(ctx context.Context, kind string) (*benchDB, error) {
 		u.RawQuery = q.Encode()
 		own = u.String()
 	}
-	s, err := djangodb.Open(ctx, own, djangodb.Options{UseTZ: true, MaxQueueSize: 1 << 30})
+	// sqlite-wal: the bench's store switches the file to WAL, and the
+	// daemon, opened later, keeps the mode the file has.
+	s, err := djangodb.Open(ctx, own, djangodb.Options{UseTZ: true, MaxQueueSize: 1 << 30, SQLiteWAL: kind == "sqlite-wal"})
 	if err != nil {
 		return nil, err
 	}

@@ -166,7 +166,7 @@ func (b *bench) want(name string) bool { return b.o.only == "" || strings.Contai
 // client count the daemons used.
 func (b *bench) oneRun(ctx context.Context, r int) error {
 	b.pgClients = 0
-	for _, dbKind := range []string{"postgres", "sqlite"} {
+	for _, dbKind := range []string{"postgres", "sqlite", "sqlite-wal"} {
 		for _, h := range []string{"go", "python"} {
 			name := fmt.Sprintf("drain/%s/%s", dbKind, h)
 			if !b.want(name) {
@@ -195,12 +195,19 @@ func (b *bench) oneRun(ctx context.Context, r int) error {
 		b.record("capacity/postgres", tps)
 		b.record("capacity/postgres/clients", float64(clients))
 	}
-	if b.want("capacity/sqlite") {
-		tps, err := b.sqliteTPS(ctx)
-		if err != nil {
-			return fmt.Errorf("sqlite capacity: %w", err)
+	for _, wal := range []bool{false, true} {
+		name := "capacity/sqlite"
+		if wal {
+			name = "capacity/sqlite-wal"
 		}
-		b.record("capacity/sqlite", tps)
+		if !b.want(name) {
+			continue
+		}
+		tps, err := b.sqliteTPS(ctx, wal)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		b.record(name, tps)
 	}
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		f := strings.Fields(string(la))

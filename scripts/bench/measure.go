@@ -261,11 +261,16 @@ func (b *bench) pgbenchTPS(ctx context.Context, clients int) (float64, error) {
 
 // sqliteTPS measures the commits per second SQLite allows in the bench's
 // directory: one small insert per BEGIN IMMEDIATE transaction, on the
-// file's default (rollback journal) settings, as atpd runs.
-func (b *bench) sqliteTPS(ctx context.Context) (float64, error) {
+// default settings (rollback journal, synchronous FULL) as atpd runs, or
+// in WAL mode.
+func (b *bench) sqliteTPS(ctx context.Context, wal bool) (float64, error) {
 	path := b.o.tmp + "/" + randomName() + ".sqlite3"
 	u := url.URL{Path: path}
-	db, err := sql.Open("sqlite", "file:"+u.EscapedPath()+"?_pragma=busy_timeout(5000)&_txlock=immediate")
+	dsn := "file:" + u.EscapedPath() + "?_pragma=busy_timeout(5000)&_txlock=immediate"
+	if wal {
+		dsn += "&_pragma=journal_mode(wal)"
+	}
+	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return 0, err
 	}

@@ -47,7 +47,7 @@ func (b *bench) report(w io.Writer, took time.Duration) {
 		b.o.runs, b.o.tasks, b.o.goWorkers, b.o.pyWorkers, b.o.samples, numCPU(), host, took.Round(time.Second))
 	fmt.Fprintln(w, "| measurement | median | runs | vs database capacity | vs reference daemon | target |")
 	fmt.Fprintln(w, "|---|---:|---|---:|---:|---|")
-	capPG, capSQ := median(b.results["capacity/postgres"]), median(b.results["capacity/sqlite"])
+	capPG, capSQ, capWAL := median(b.results["capacity/postgres"]), median(b.results["capacity/sqlite"]), median(b.results["capacity/sqlite-wal"])
 	for _, name := range b.order {
 		vs := b.results[name]
 		m := median(vs)
@@ -59,8 +59,11 @@ func (b *bench) report(w io.Writer, took time.Duration) {
 		switch {
 		case strings.HasSuffix(name, "/tasks_per_s"):
 			c := capPG
-			if strings.Contains(name, "/sqlite/") {
+			switch {
+			case strings.Contains(name, "/sqlite/"):
 				c = capSQ
+			case strings.Contains(name, "/sqlite-wal/"):
+				c = capWAL
 			}
 			if c > 0 {
 				ofCap = fmt.Sprintf("%.2f", m/c)
