@@ -152,3 +152,56 @@ type listeningStore struct{ *watchStore }
 func (l listeningStore) Listen(ctx context.Context, wake func(), log *slog.Logger) error {
 	return l.Store.(djangodb.Listener).Listen(ctx, wake, log)
 }
+
+// syncFuncs is funcs behind an executor that asks for committed writes, as
+// the Python executors do (executor.SyncWriter).
+type syncFuncs struct{ funcs }
+
+func (syncFuncs) SyncWrites(string) bool { return true }
+
+// TestSyncWritesPerExecutor: an executor that implements SyncWriter gets
+// each TaskStatus write committed before the setter returns (the tracker's
+// contract Python handlers rely on), while the daemon holds back the writes
+// of other handlers.
+func TestSyncWritesPerExecutor(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		for _, c := range []struct {
+			name string
+			sync bool
+		}{{"python-like executor", true}, {"go handlers", false}} {
+			t.Run(c.name, func(t *testing.T) {
+				dsn := b.make(t, b.cfg)
+				store := watch(openStore(t, dsn, b.cfg, 0))
+				register(t, store, djangodb.TypeSpec{Identifier: "S", Handler: "tests.pause", Timeout: 60})
+				seen := make(chan djangodb.Status, 1)
+				fs := funcs{"tests.pause": func(ctx context.Context, task *executor.Task, ts executor.TaskStatus) error {
+					if err := ts.SetPaused(ctx, "half way"); err != nil {
+						return err
+					}
+					// Read through the store, not ts: ts.Status would flush.
+					inst, err := store.Instance(ctx, task.InstanceID)
+					seen <- inst.Status
+					return err
+				}}
+				var ex executor.Executor = fs
+				if c.sync {
+					ex = syncFuncs{fs}
+				}
+				id := enqueue(t, store, "S", "s", pyInput(t, "1"))
+				d, _ := newDaemon(t, store, ex, Config{Workers: 1, FlushDelay: time.Hour})
+				got := <-seen
+				store.waitTerminal(t, id)
+				d.Stop()
+				want := djangodb.Running
+				if c.sync {
+					want = djangodb.Paused
+				}
+				if got != want {
+					t.Errorf("status in the database right after SetPaused returned = %s, want %s", got, want)
+				}
+				checkLog(t, store, id, rec{djangodb.Accepted, ""}, rec{djangodb.Scheduled, ""}, rec{djangodb.Running, ""},
+					rec{djangodb.Paused, "half way"}, rec{djangodb.Finished, ""})
+			})
+		}
+	})
+}

@@ -86,7 +86,8 @@ type Config struct {
 	MaxInputSize int64
 	// SyncTaskWrites makes each of a handler's TaskStatus writes commit
 	// before it returns, one transaction each, as the reference daemon's
-	// were. By default (false) they are held back and committed with the
+	// were, for every handler; Python handlers always get this (their
+	// executors implement executor.SyncWriter). By default (false) they are held back and committed with the
 	// task's outcome, within FlushDelay, or before the handler reads its
 	// status, whichever comes first, many tasks per transaction; a write
 	// the database refuses then fails the task instead of the write call.

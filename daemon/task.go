@@ -78,7 +78,8 @@ func (d *Daemon) execute(st djangodb.StartedTask, log *slog.Logger, written *boo
 		HasInput:   st.HasInput,
 		Deadline:   deadline,
 	}
-	ts := &taskStatus{d: d, st: st, tctx: tctx, extendBy: st.Timeout - margin, margin: margin}
+	ts := &taskStatus{d: d, st: st, tctx: tctx, extendBy: st.Timeout - margin, margin: margin,
+		sync: d.cfg.SyncTaskWrites || executor.WantsSyncWrites(d.exec, st.Handler)}
 	tctx.beforeExpire = ts.flushBeforeDeadline
 	// Released on every way out, a panic included, so that no flush
 	// timer outlives the task and writes after the completer is gone.
@@ -450,7 +451,8 @@ func (c *taskContext) stop() {
 // back (write-behind) and committed through the completer: with the
 // task's outcome when the handler returns, within FlushDelay while it runs
 // on, before it reads its status, and before its deadline is enforced, in
-// the order it made them. With Config.SyncTaskWrites each write is
+// the order it made them. With Config.SyncTaskWrites, or for an executor
+// that asks for it (executor.SyncWriter: Python handlers), each write is
 // committed before the setter returns. After release, setters fail with
 // ErrTaskReleased so that nothing the handler does lands after the
 // daemon's outcome.
@@ -460,6 +462,9 @@ type taskStatus struct {
 	tctx     *taskContext
 	extendBy time.Duration
 	margin   time.Duration
+	// sync commits each write before the setter returns: SyncTaskWrites,
+	// or an executor that wants it for this path (Python handlers).
+	sync bool
 
 	mu       sync.Mutex
 	released bool
@@ -566,7 +571,7 @@ func (s *taskStatus) StoreResponse(ctx context.Context, data []byte, mimeType st
 	return s.add(ctx, "store response", djangodb.ResponseWrite(data, cleanText(mimeType)))
 }
 
-// add holds back one write, or commits it at once with SyncTaskWrites.
+// add holds back one write, or commits it at once when s.sync.
 func (s *taskStatus) add(ctx context.Context, what string, w djangodb.Write) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -577,7 +582,7 @@ func (s *taskStatus) add(ctx context.Context, what string, w djangodb.Write) err
 		return s.wrap(what, s.refused)
 	}
 	s.pending = append(s.pending, w)
-	if s.d.cfg.SyncTaskWrites {
+	if s.sync {
 		if err := s.flushLocked(ctx, what); err != nil {
 			return err
 		}

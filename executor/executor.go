@@ -67,6 +67,24 @@ type Executor interface {
 	Execute(ctx context.Context, task *Task, status TaskStatus) error
 }
 
+// SyncWriter is implemented by executors whose handlers must see each
+// TaskStatus write committed before the call returns. Python handlers get
+// the tracker's contract (each setter commits, then answers), which other
+// Python code in the same deployment may rely on, for instance a producer
+// polling the status a handler has just set. Go handlers, written against
+// atpd, accept write-behind: their writes commit with the task's outcome
+// or within a bounded delay, many tasks per transaction.
+type SyncWriter interface {
+	SyncWrites(path string) bool
+}
+
+// WantsSyncWrites reports whether e wants path's TaskStatus writes
+// committed one by one.
+func WantsSyncWrites(e Executor, path string) bool {
+	s, ok := e.(SyncWriter)
+	return ok && s.SyncWrites(path)
+}
+
 // Sentinel errors executors return and the daemon branches on.
 var (
 	// ErrNoHandler: nothing can run this dotted path. Wrapped with the path.

@@ -106,6 +106,12 @@ func (r *Router) Execute(ctx context.Context, task *Task, status TaskStatus) err
 	return ex.Execute(ctx, task, status)
 }
 
+// SyncWrites asks the executor path is routed to.
+func (r *Router) SyncWrites(path string) bool {
+	_, ex, err := r.Route(path)
+	return err == nil && WantsSyncWrites(ex, path)
+}
+
 // NoHandler is an Executor that runs nothing: every task fails with an error
 // wrapping ErrNoHandler that names the path. It stands in where no executor
 // is configured for a path.

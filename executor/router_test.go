@@ -116,3 +116,32 @@ func TestRouterValidate(t *testing.T) {
 		}
 	}
 }
+
+// syncNamed is an executor that wants committed writes, like pyhandlers'.
+type syncNamed struct{ named }
+
+func (syncNamed) SyncWrites(string) bool { return true }
+
+// TestRouterSyncWrites: the router answers for the executor a path is
+// routed to, so Go handlers keep write-behind while Python paths do not.
+func TestRouterSyncWrites(t *testing.T) {
+	var ran []string
+	r := &executor.Router{
+		Go:        named{name: "go", paths: map[string]bool{"tools.atp_demo.handler": true}, ran: &ran},
+		Routes:    map[string]string{"gpy.": "embedded"},
+		Executors: map[string]executor.Executor{"embedded": syncNamed{named{name: "embedded", ran: &ran}}},
+		Default:   syncNamed{named{name: "cpython", ran: &ran}},
+	}
+	for path, want := range map[string]bool{
+		"tools.atp_demo.handler": false, // Go handler
+		"gpy.mod.f":              true,  // routed to a SyncWriter
+		"eox.mod.f":              true,  // the default CPython executor
+	} {
+		if got := executor.WantsSyncWrites(r, path); got != want {
+			t.Errorf("WantsSyncWrites(router, %q) = %v, want %v", path, got, want)
+		}
+	}
+	if executor.WantsSyncWrites(named{}, "x.y") {
+		t.Error("an executor without SyncWrites wants synchronous writes")
+	}
+}

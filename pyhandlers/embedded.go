@@ -96,6 +96,9 @@ func NewEmbedded(cfg Config) (*Embedded, error) {
 func (e *Embedded) Abandoned() int64 { return e.abandoned.Load() }
 
 // Execute runs the task's handler in a new gpython context.
+// SyncWrites: as for Pool, Python handlers see each write committed.
+func (e *Embedded) SyncWrites(string) bool { return true }
+
 func (e *Embedded) Execute(ctx context.Context, task *executor.Task, status executor.TaskStatus) error {
 	if !task.HasInput {
 		return errNoInput

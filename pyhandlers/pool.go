@@ -237,6 +237,10 @@ func (p *Pool) release(w *worker) {
 // the handler raised, an *ExitError when the worker died, ctx's error when
 // ctx ended first (the worker is then stopped), and ErrStopped when Stop
 // interrupted it.
+// SyncWrites: Python handlers keep the tracker's contract, each TaskStatus
+// call answers once its write is committed (executor.SyncWriter).
+func (p *Pool) SyncWrites(string) bool { return true }
+
 func (p *Pool) Execute(ctx context.Context, task *executor.Task, status executor.TaskStatus) error {
 	p.mu.Lock()
 	ready := p.started && !p.stopped

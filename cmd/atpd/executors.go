@@ -121,6 +121,9 @@ type lazyPool struct {
 	stopped  bool
 }
 
+// SyncWrites: it runs CPython handlers (see pyhandlers.Pool.SyncWrites).
+func (l *lazyPool) SyncWrites(string) bool { return true }
+
 func (l *lazyPool) Execute(ctx context.Context, task *executor.Task, status executor.TaskStatus) error {
 	pool, err := l.get(ctx)
 	if err != nil {
@@ -203,6 +206,9 @@ type allowList struct {
 	next  executor.Executor
 	allow []string
 }
+
+// SyncWrites is the wrapped executor's.
+func (a *allowList) SyncWrites(path string) bool { return executor.WantsSyncWrites(a.next, path) }
 
 func (a *allowList) Execute(ctx context.Context, task *executor.Task, status executor.TaskStatus) error {
 	for _, p := range a.allow {
