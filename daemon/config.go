@@ -32,8 +32,13 @@ const (
 	DefaultClaimWindow    = time.Millisecond
 	DefaultCompleteWindow = time.Millisecond
 
-	minDefaultMargin = 100 * time.Millisecond
+	minDefaultMargin = time.Second
 	maxDefaultMargin = 10 * time.Second
+	// minRunWindow is the least time a handler gets from its start, and
+	// the least margin: a type timeout of 0 (which the tracker allows)
+	// must not give a handler a deadline in the past, nor leave no time
+	// to write its outcome.
+	minRunWindow = 100 * time.Millisecond
 )
 
 // Backoff bounds for retried store calls and failed polls.
@@ -66,8 +71,10 @@ type Config struct {
 	SweepIdleMin time.Duration
 	// DeadlineMargin is how long before its type's timeout a handler is
 	// cancelled, leaving time to write the outcome before another daemon's
-	// zombie sweep would take the task. Zero means, per task,
-	// min(max(timeout/10, 100 ms), 10 s).
+	// zombie sweep would take the task. Zero means, per task, a tenth of
+	// the timeout within [1 s, 10 s]; any margin is capped at half the
+	// timeout and floored at 100 ms, and a handler always gets at least
+	// 100 ms (see Config.margin).
 	DeadlineMargin time.Duration
 	// DrainTimeout bounds how long Stop waits for running handlers before it
 	// acts like Abort; 0 waits until their own deadlines.
@@ -185,12 +192,30 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// margin returns the deadline margin for a task type's timeout.
+// margin returns the deadline margin for a task type's timeout: the time
+// kept, before the timeout lets any daemon's zombie sweep take the task,
+// to cancel the handler and write its outcome. By default it is a tenth
+// of the timeout within [1 s, 10 s], so that a slow database still has
+// a second for the write; either way at most half the timeout, so that
+// short timeouts leave the handler the other half, and at least
+// minRunWindow (timeouts under 2 × minRunWindow) so that there is time
+// to write the outcome at all.
 func (c Config) margin(timeout time.Duration) time.Duration {
-	if c.DeadlineMargin > 0 {
-		return c.DeadlineMargin
+	m := c.DeadlineMargin
+	if m <= 0 {
+		m = min(max(timeout/10, minDefaultMargin), maxDefaultMargin)
 	}
-	return min(max(timeout/10, minDefaultMargin), maxDefaultMargin)
+	return max(min(m, timeout/2), minRunWindow)
+}
+
+// runWindow returns how long after its start a handler of a type with
+// this timeout is cancelled: timeout minus the margin, but at least
+// minRunWindow. For a timeout under 2 × minRunWindow that is past the
+// timeout itself: such a type asks for its tasks to count as zombies
+// almost at once, and a sweep may re-enqueue one while it runs (Release
+// then leaves the task to whoever started it since).
+func (c Config) runWindow(timeout time.Duration) time.Duration {
+	return max(timeout-c.margin(timeout), minRunWindow)
 }
 
 // FormatServerID renders id as the reference daemon did: the 8 bytes read

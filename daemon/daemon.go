@@ -320,6 +320,15 @@ func (d *Daemon) loop() {
 			return
 		}
 		slots = d.moreSlots(slots)
+		// A select with a free worker and stopping both ready picks either:
+		// without this check the loop could claim, after Abort, the very
+		// task a cancelled handler has just re-enqueued.
+		select {
+		case <-d.stopping:
+			d.release(slots)
+			return
+		default:
+		}
 		if pulls >= d.cfg.SweepEvery || time.Since(d.lastSweepTime()) >= d.cfg.SweepInterval {
 			d.triggerSweep()
 			pulls = 0
@@ -458,9 +467,12 @@ func (d *Daemon) listen() {
 }
 
 // persist runs a store write until it commits, the instance is gone
-// (ErrNotFound, returned as is), or Abort gives up on the database. Each
-// attempt has its own timeout and none is tied to shutdown, because this is
-// how a task's outcome reaches the database.
+// (ErrNotFound, returned as is), the database refuses it for good (an
+// error that is not djangodb.Transient: the same call would fail the same
+// way forever), or Abort gives up on the database. Each attempt has its
+// own timeout and none is tied to shutdown, because this is how a task's
+// outcome reaches the database. A write refused for good leaves the task
+// as it is, for the zombie sweep to take after its timeout.
 func (d *Daemon) persist(what string, ref djangodb.InstanceRef, write func(ctx context.Context) error) error {
 	backoff := retryBackoffMin
 	for attempt := 1; ; attempt++ {
@@ -474,7 +486,13 @@ func (d *Daemon) persist(what string, ref djangodb.InstanceRef, write func(ctx c
 		if ref.Type != "" { // unknown before Start has read the instance
 			attrs = append(attrs, "type", ref.Type, "identifier", ref.Identifier)
 		}
-		attrs = append(attrs, "instance_id", ref.ID, "attempt", attempt, "retry_in", backoff, "error", err)
+		attrs = append(attrs, "instance_id", ref.ID, "attempt", attempt)
+		if !djangodb.Transient(err) {
+			d.log.Error("ATPD: store write refused; not retrying, the zombie sweep will take the task after its timeout",
+				append(attrs, "error", err)...)
+			return fmt.Errorf("daemon: %s of instance %d: refused: %w", what, ref.ID, err)
+		}
+		attrs = append(attrs, "retry_in", backoff, "error", err)
 		d.log.Warn("ATPD: store write failed; retrying", attrs...)
 		t := time.NewTimer(backoff)
 		select {

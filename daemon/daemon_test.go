@@ -65,22 +65,58 @@ type nopStore struct{ djangodb.Store }
 
 func TestDefaultMargin(t *testing.T) {
 	tests := []struct {
-		timeout, want time.Duration
+		name              string
+		cfg               Config
+		timeout           time.Duration
+		wantMargin, wantR time.Duration
 	}{
-		{0, 100 * time.Millisecond},
-		{500 * time.Millisecond, 100 * time.Millisecond},
-		{5 * time.Second, 500 * time.Millisecond},
-		{60 * time.Second, 6 * time.Second},
-		{3600 * time.Second, 10 * time.Second},
+		{"zero timeout: least margin and window", Config{}, 0, 100 * time.Millisecond, 100 * time.Millisecond},
+		{"tiny timeout: window past the timeout", Config{}, 150 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond},
+		{"short timeout: half of it", Config{}, 500 * time.Millisecond, 250 * time.Millisecond, 250 * time.Millisecond},
+		{"1 s floor", Config{}, 5 * time.Second, time.Second, 4 * time.Second},
+		{"a tenth", Config{}, 60 * time.Second, 6 * time.Second, 54 * time.Second},
+		{"10 s cap", Config{}, 3600 * time.Second, 10 * time.Second, 3590 * time.Second},
+		{"configured", Config{DeadlineMargin: time.Second}, time.Hour, time.Second, time.Hour - time.Second},
+		{"configured, capped at half", Config{DeadlineMargin: 10 * time.Second}, 4 * time.Second, 2 * time.Second, 2 * time.Second},
+		{"configured, zero timeout", Config{DeadlineMargin: 10 * time.Second}, 0, 100 * time.Millisecond, 100 * time.Millisecond},
 	}
 	for _, tt := range tests {
-		if got := (Config{}).margin(tt.timeout); got != tt.want {
-			t.Errorf("margin(%v) = %v, want %v", tt.timeout, got, tt.want)
+		t.Run(tt.name, func(t *testing.T) {
+			m, r := tt.cfg.margin(tt.timeout), tt.cfg.runWindow(tt.timeout)
+			if m != tt.wantMargin || r != tt.wantR {
+				t.Errorf("timeout %v: margin %v, run window %v; want %v, %v", tt.timeout, m, r, tt.wantMargin, tt.wantR)
+			}
+			if r <= 0 || m <= 0 {
+				t.Errorf("timeout %v: margin %v, run window %v; both must be positive", tt.timeout, m, r)
+			}
+			if tt.timeout >= 2*minRunWindow && (r+m != tt.timeout || m > tt.timeout/2) {
+				t.Errorf("timeout %v: run window %v + margin %v must make the timeout, margin at most half", tt.timeout, r, m)
+			}
+		})
+	}
+}
+
+// TestZeroTimeout: a type timeout of 0 (the tracker allows it) still gives
+// the handler a deadline ahead of it, and the task finishes.
+func TestZeroTimeout(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		dsn := b.make(t, b.cfg)
+		store := watch(openStore(t, dsn, b.cfg, 0))
+		left := make(chan time.Duration, 1)
+		handlers := funcs{"tests.now": func(ctx context.Context, task *executor.Task, _ executor.TaskStatus) error {
+			dl, _ := ctx.Deadline()
+			left <- time.Until(dl)
+			return ctx.Err()
+		}}
+		register(t, store, djangodb.TypeSpec{Identifier: "Now", Handler: "tests.now", Timeout: 0})
+		id := enqueue(t, store, "Now", "n", pyInput(t, "None"))
+		newDaemon(t, store, handlers, Config{Workers: 1})
+		store.waitTerminal(t, id)
+		if l := <-left; l <= 0 {
+			t.Errorf("handler of a zero-timeout type started %v past its deadline", -l)
 		}
-	}
-	if got := (Config{DeadlineMargin: time.Second}).margin(time.Hour); got != time.Second {
-		t.Errorf("configured margin: got %v", got)
-	}
+		checkLog(t, store, id, rec{djangodb.Accepted, ""}, rec{djangodb.Scheduled, ""}, rec{djangodb.Running, ""}, rec{djangodb.Finished, ""})
+	})
 }
 
 func TestServerID(t *testing.T) {

@@ -29,7 +29,9 @@
 //     would let any daemon's zombie sweep take it. At the deadline the
 //     handler is cancelled and the task re-enqueued (or FAILED once maxstart
 //     starts are used up, which the upstream code documented but never did),
-//     so a task is never run twice at once by two daemons. A committed status
+//     so a task is never run twice at once by two daemons. That write is
+//     Store.Release, which writes only while the run is still this
+//     daemon's (not re-enqueued or started again by anyone since). A committed status
 //     write by the handler moves the deadline on, as it moves timeUpdate on.
 //   - Store writes that fail (a lost connection) are retried with capped
 //     exponential backoff instead of losing the task's outcome; so are a

@@ -321,6 +321,17 @@ func (w *watchStore) Reenqueue(ctx context.Context, id int64, message string) er
 	return err
 }
 
+func (w *watchStore) Release(ctx context.Context, id int64, starts int, to djangodb.Status, message string) (bool, error) {
+	wrote, err := w.Store.Release(ctx, id, starts, to, message)
+	switch {
+	case err == nil && wrote:
+		w.note(func() { w.set(id, to) })
+	case errors.Is(err, djangodb.ErrNotFound):
+		w.note(func() { w.deleted[id] = true })
+	}
+	return wrote, err
+}
+
 func (w *watchStore) SweepZombies(ctx context.Context, message string) (djangodb.SweepResult, error) {
 	res, err := w.Store.SweepZombies(ctx, message)
 	w.note(func() {

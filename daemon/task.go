@@ -64,8 +64,14 @@ func (d *Daemon) isAborting() bool {
 
 // execute runs the handler of a started task and writes the outcome.
 func (d *Daemon) execute(st djangodb.StartedTask, log *slog.Logger, written *bool, free func()) {
-	margin := d.cfg.margin(st.Timeout)
-	deadline := st.StartedAt.Add(st.Timeout - margin)
+	margin, run := d.cfg.margin(st.Timeout), d.cfg.runWindow(st.Timeout)
+	deadline := st.StartedAt.Add(run)
+	if floor := time.Now().Add(minRunWindow); st.Timeout < 2*minRunWindow && deadline.Before(floor) {
+		// A near-zero timeout measured from the claim's commit could have
+		// passed before the handler starts; it gets its least window
+		// from now instead.
+		deadline = floor
+	}
 	tctx := newTaskContext(d.handlerCtx, deadline)
 	defer tctx.stop()
 
@@ -78,7 +84,7 @@ func (d *Daemon) execute(st djangodb.StartedTask, log *slog.Logger, written *boo
 		HasInput:   st.HasInput,
 		Deadline:   deadline,
 	}
-	ts := &taskStatus{d: d, st: st, tctx: tctx, extendBy: st.Timeout - margin, margin: margin,
+	ts := &taskStatus{d: d, st: st, tctx: tctx, extendBy: run, margin: margin,
 		sync: d.cfg.SyncTaskWrites || executor.WantsSyncWrites(d.exec, st.Handler)}
 	tctx.beforeExpire = ts.flushBeforeDeadline
 	// Released on every way out, a panic included, so that no flush
@@ -273,14 +279,8 @@ func (d *Daemon) timedOut(st djangodb.StartedTask, log *slog.Logger) {
 		d.requeueRunning(st, djangodb.MsgZombieReenqueued, "timed out and was re-enqueued", log)
 		return
 	}
-	if !d.stillRunning(st, log) {
-		return
-	}
 	msg := djangodb.MaxStartsMessage(st.Starts, st.MaxStart)
-	err := d.persist("set FAILED after timeout", st.Ref(), func(ctx context.Context) error {
-		return d.store.SetStatus(ctx, st.InstanceID, djangodb.Failed, msg)
-	})
-	if d.outcomeLost(st, err, log) {
+	if !d.releaseRun(st, djangodb.Failed, msg, log) {
 		return
 	}
 	d.n.failed.Add(1)
@@ -289,16 +289,10 @@ func (d *Daemon) timedOut(st djangodb.StartedTask, log *slog.Logger) {
 		"timeout", st.Timeout, "start", st.Starts, "maxstart", st.MaxStart)
 }
 
-// requeueRunning puts a cancelled task back on the queue, unless the handler
-// or a producer already moved it out of RUNNING/PAUSED.
+// requeueRunning puts a cancelled task back on the queue, unless the run is
+// no longer this daemon's (see releaseRun).
 func (d *Daemon) requeueRunning(st djangodb.StartedTask, message, what string, log *slog.Logger) {
-	if !d.stillRunning(st, log) {
-		return
-	}
-	err := d.persist("re-enqueue", st.Ref(), func(ctx context.Context) error {
-		return d.store.Reenqueue(ctx, st.InstanceID, message)
-	})
-	if d.outcomeLost(st, err, log) {
+	if !d.releaseRun(st, djangodb.Accepted, message, log) {
 		return
 	}
 	d.n.reenqueued.Add(1)
@@ -307,22 +301,27 @@ func (d *Daemon) requeueRunning(st djangodb.StartedTask, message, what string, l
 		"timeout", st.Timeout, "start", st.Starts, "maxstart", st.MaxStart)
 }
 
-func (d *Daemon) stillRunning(st djangodb.StartedTask, log *slog.Logger) bool {
-	var inst djangodb.Instance
-	err := d.persist("read status", st.Ref(), func(ctx context.Context) error {
+// releaseRun gives up this daemon's run of st with Store.Release, which
+// writes only while the run is still ours: RUNNING or PAUSED, not started
+// again since (by a sweep's re-enqueue and another daemon's claim) and
+// not already queued. Checking first and writing after, as two calls,
+// could re-enqueue a task another daemon had meanwhile started. It
+// reports whether it wrote.
+func (d *Daemon) releaseRun(st djangodb.StartedTask, to djangodb.Status, message string, log *slog.Logger) bool {
+	var wrote bool
+	err := d.persist("release to "+to.String(), st.Ref(), func(ctx context.Context) error {
 		var err error
-		inst, err = d.store.Instance(ctx, st.InstanceID)
+		wrote, err = d.store.Release(ctx, st.InstanceID, st.Starts, to, message)
 		return err
 	})
 	if d.outcomeLost(st, err, log) {
 		return false
 	}
-	if inst.Status != djangodb.Running && inst.Status != djangodb.Paused {
-		log.Info("PROCESS: "+st.Type+" "+st.Identifier+" was cancelled but is no longer running; left as is",
-			"status", inst.Status.String())
-		return false
+	if !wrote {
+		log.Info("PROCESS: "+st.Type+" "+st.Identifier+" was cancelled but is no longer ours (finished, re-enqueued or started again); left as is",
+			"start", st.Starts, "to", to.String())
 	}
-	return true
+	return wrote
 }
 
 // outcomeLost logs why a task's outcome could not be written and reports
