@@ -49,6 +49,21 @@ const (
 	DefaultMaxInputSize = 64 << 20
 	// minMaxInputSize keeps a typo (a size in MiB) from failing every task.
 	minMaxInputSize = 1024
+	// DefaultSyncTaskWrites false lets Go handlers' status writes be
+	// committed with their tasks' outcomes, many tasks per transaction.
+	DefaultSyncTaskWrites = false
+	// DefaultFlushDelay equals the daemon package's: how long a held-back
+	// status write may wait while its handler runs on.
+	DefaultFlushDelay = 100 * time.Millisecond
+	// maxFlushDelay keeps a typo (milliseconds written as a plain number,
+	// which means seconds) from hiding a task's progress for minutes.
+	maxFlushDelay = 10 * time.Second
+	// DefaultListen true wakes the daemon by PostgreSQL LISTEN/NOTIFY;
+	// polling stays on as the fallback either way.
+	DefaultListen = true
+	// DefaultSQLiteWAL false leaves an SQLite file's journal mode alone:
+	// switching it changes the file for every process using it.
+	DefaultSQLiteWAL = false
 )
 
 // Executor names accepted in Config.Executors.
@@ -134,6 +149,26 @@ type Config struct {
 	// MaxInputSize bounds a task's input after decompression, in bytes; a
 	// larger one (a zlib bomb) fails the task without being decoded.
 	MaxInputSize int
+	// SyncTaskWrites commits each TaskStatus write of a Go handler before
+	// the call returns, one transaction each, as the reference daemon
+	// did. Python handlers always get this: their worker processes answer
+	// only after the write committed, as tracker.py's callers expect.
+	SyncTaskWrites bool
+	// FlushDelay bounds how long a Go handler's held-back status write
+	// waits to be committed while the handler runs on (without
+	// SyncTaskWrites).
+	FlushDelay time.Duration
+	// Listen wakes the daemon as soon as a task is announced on
+	// PostgreSQL (LISTEN/NOTIFY: atpd enqueue, the Go producer API, or
+	// the trigger of atpd notify install); polling at PollInterval stays
+	// as the fallback. Without effect on SQLite.
+	Listen bool
+	// SQLiteWAL switches an SQLite database file to write-ahead logging
+	// when atpd opens it. The journal mode belongs to the file: every
+	// client of it, Django included, then runs in WAL mode, which needs
+	// shared memory beside the file (no network file systems). Off, the
+	// file keeps the mode it has.
+	SQLiteWAL bool
 
 	// Sources records where each setting came from, by config key.
 	Sources map[string]Source
@@ -168,6 +203,10 @@ func Defaults() Config {
 		TimeZone:          DefaultTimeZone,
 		MaxTasksPerWorker: DefaultMaxTasksPerWorker,
 		MaxInputSize:      DefaultMaxInputSize,
+		SyncTaskWrites:    DefaultSyncTaskWrites,
+		FlushDelay:        DefaultFlushDelay,
+		Listen:            DefaultListen,
+		SQLiteWAL:         DefaultSQLiteWAL,
 		Sources:           map[string]Source{},
 	}
 }
@@ -270,6 +309,12 @@ func (c Config) Validate() error {
 	if c.MaxInputSize < minMaxInputSize {
 		bad(KeyMaxInputSize, "%d bytes is less than %d", c.MaxInputSize, minMaxInputSize)
 	}
+	if c.FlushDelay <= 0 || c.FlushDelay > maxFlushDelay {
+		bad(KeyFlushDelay, "%v is not between 0 and %v (plain numbers are seconds)", c.FlushDelay, maxFlushDelay)
+	}
+	if c.SQLiteWAL && c.DB != "" && !strings.HasPrefix(c.DB, "sqlite:") {
+		bad(KeySQLiteWAL, "true, but the database %s is not SQLite", djangodb.RedactDSN(c.DB))
+	}
 	return errors.Join(errs...)
 }
 
@@ -295,7 +340,7 @@ func (c Config) StoreOptions() (djangodb.Options, error) {
 	if err != nil {
 		return djangodb.Options{}, err
 	}
-	return djangodb.Options{MaxQueueSize: c.MaxQueueSize, UseTZ: c.UseTZ, TimeZone: loc}, nil
+	return djangodb.Options{MaxQueueSize: c.MaxQueueSize, UseTZ: c.UseTZ, TimeZone: loc, SQLiteWAL: c.SQLiteWAL}, nil
 }
 
 // Level returns LogLevel parsed.
@@ -330,5 +375,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("python", c.Python),
 		slog.Bool("use_tz", c.UseTZ),
 		slog.String("time_zone", c.TimeZone),
+		slog.Bool("sqlite_wal", c.SQLiteWAL),
+		slog.Bool("listen", c.Listen),
+		slog.Bool("sync_task_writes", c.SyncTaskWrites),
+		slog.Duration("flush_delay", c.FlushDelay),
 	)
 }

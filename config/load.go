@@ -36,6 +36,10 @@ const (
 	KeyHTTPAddr          = "http_addr"
 	KeyMaxTasksPerWorker = "max_tasks_per_worker"
 	KeyMaxInputSize      = "max_input_size"
+	KeySyncTaskWrites    = "sync_task_writes"
+	KeyFlushDelay        = "flush_delay"
+	KeyListen            = "listen"
+	KeySQLiteWAL         = "sqlite_wal"
 )
 
 // FlagConfig names the config file flag; EnvConfig the variable that can
@@ -83,6 +87,7 @@ var settings = []setting{
 	{KeyMaxQueueSize, "max-queue-size", "", kindInt, false, "most waiting tasks an enqueue accepts", func(c *Config) any { return &c.MaxQueueSize }},
 	{KeyUseTZ, "use-tz", "", kindBool, false, "Django USE_TZ of the database (read from -s when not given)", func(c *Config) any { return &c.UseTZ }},
 	{KeyTimeZone, "time-zone", "", kindString, false, "Django TIME_ZONE of the database (read from -s when not given)", func(c *Config) any { return &c.TimeZone }},
+	{KeySQLiteWAL, "sqlite-wal", "", kindBool, false, "switch an SQLite database file to WAL journal mode (a property of the file: Django and every other client use it too)", func(c *Config) any { return &c.SQLiteWAL }},
 	{KeyWorkers, "workers", "n", kindInt, true, "number of tasks run at once (N >= 1; default: number of CPUs)", func(c *Config) any { return &c.Workers }},
 	{KeyPollInterval, "poll-interval", "", kindDuration, true, "sleep between polls of an empty queue", func(c *Config) any { return &c.PollInterval }},
 	{KeySweepInterval, "sweep-interval", "", kindDuration, true, "longest time between two clean-ups of timed-out and expired tasks", func(c *Config) any { return &c.SweepInterval }},
@@ -92,11 +97,39 @@ var settings = []setting{
 	{KeyHTTPAddr, "http-addr", "", kindString, true, "host:port of the metrics and health endpoint (empty: off)", func(c *Config) any { return &c.HTTPAddr }},
 	{KeyMaxTasksPerWorker, "max-tasks-per-worker", "", kindInt, true, "restart a Python worker process after this many tasks (0: never)", func(c *Config) any { return &c.MaxTasksPerWorker }},
 	{KeyMaxInputSize, "max-input-size", "", kindInt, true, "largest task input, in bytes after decompression, that is decoded; larger ones fail", func(c *Config) any { return &c.MaxInputSize }},
+	{KeyListen, "listen", "", kindBool, true, "on PostgreSQL, wake up at once for tasks announced by NOTIFY (polling stays as the fallback; --listen=false: poll only)", func(c *Config) any { return &c.Listen }},
+	{KeySyncTaskWrites, "sync-task-writes", "", kindBool, true, "commit each status write of a Go handler before it returns (Python handlers always do)", func(c *Config) any { return &c.SyncTaskWrites }},
+	{KeyFlushDelay, "flush-delay", "", kindDuration, true, "longest wait of a Go handler's held-back status write before it is committed", func(c *Config) any { return &c.FlushDelay }},
 }
 
-// flagAliases are further names of flags: the issue that asked for the
-// allow list spelled it --allow-handlers. An alias shares its flag's value.
-var flagAliases = map[string]string{"allow-handlers": "allow-handler"}
+// flagAlias is a further name of a flag: --allow-handlers is how the issue
+// that asked for the allow list spelled it, --http the short form the
+// demo's documentation uses.
+type flagAlias struct {
+	name  string // the flag it stands for
+	usage string // "" means "same as --name"
+}
+
+// flagAliases, by alias. A list flag's alias shares its value, so that
+// items given under both names add up; any other alias has a value of its
+// own, so that Load can refuse two names that disagree instead of letting
+// the last one silently win.
+var flagAliases = map[string]flagAlias{
+	"allow-handlers": {name: "allow-handler"},
+	"http":           {name: "http-addr", usage: "serve the task pages, /healthz and /metrics on host:port (same as --http-addr; off by default)"},
+}
+
+// aliasesOf returns the aliases of the flag name, sorted.
+func aliasesOf(name string) []string {
+	var out []string
+	for alias, a := range flagAliases {
+		if a.name == name {
+			out = append(out, alias)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
 
 // Keys returns every config key, in documentation order.
 func Keys() []string {
@@ -124,44 +157,60 @@ func addFlags(fs *pflag.FlagSet, daemon bool) {
 		if s.daemon != daemon {
 			continue
 		}
-		switch p := s.field(&d).(type) {
-		case *string:
-			def := *p
-			if s.key == KeyDB {
-				def = "" // its usage explains the default, which depends on -s
+		p := s.field(&d)
+		define := func(name, short, usage string) {
+			switch p := p.(type) {
+			case *string:
+				def := *p
+				if s.key == KeyDB {
+					def = "" // its usage explains the default, which depends on -s
+				}
+				fs.StringP(name, short, def, usage)
+			case *int:
+				fs.IntP(name, short, *p, usage)
+			case *bool:
+				fs.BoolP(name, short, *p, usage)
+			case *time.Duration:
+				fs.DurationP(name, short, *p, usage)
+			case *[]string, *map[string]string:
+				// StringArray, not StringSlice: a directory may contain a comma.
+				fs.StringArrayP(name, short, nil, usage)
 			}
-			fs.StringP(s.flag, s.short, def, s.usage)
-		case *int:
-			fs.IntP(s.flag, s.short, *p, s.usage)
-		case *bool:
-			fs.BoolP(s.flag, s.short, *p, s.usage)
-		case *time.Duration:
-			fs.DurationP(s.flag, s.short, *p, s.usage)
-		case *[]string, *map[string]string:
-			// StringArray, not StringSlice: a directory may contain a comma.
-			fs.StringArrayP(s.flag, s.short, nil, s.usage)
 		}
-	}
-	for alias, name := range flagAliases {
-		if f := fs.Lookup(name); f != nil {
-			fs.Var(f.Value, alias, "same as --"+name)
+		define(s.flag, s.short, s.usage)
+		for _, alias := range aliasesOf(s.flag) {
+			usage := flagAliases[alias].usage
+			if usage == "" {
+				usage = "same as --" + s.flag
+			}
+			if f := fs.Lookup(s.flag); f.Value.Type() == "stringArray" {
+				fs.Var(f.Value, alias, usage)
+			} else {
+				define(alias, "", usage)
+			}
 		}
 	}
 }
 
-// changed reports whether flag, or an alias of it, was set.
-func changed(fs *pflag.FlagSet, flag *pflag.Flag) bool {
-	if flag.Changed {
-		return true
-	}
-	for alias, name := range flagAliases {
-		if name == flag.Name {
-			if a := fs.Lookup(alias); a != nil && a.Changed {
-				return true
-			}
+// setFlag returns the flag the setting was given by on the command line,
+// under its own name or an alias, or nil when it was not. Two names given
+// different values are an error rather than a silent choice.
+func setFlag(fs *pflag.FlagSet, s setting) (*pflag.Flag, error) {
+	var set *pflag.Flag
+	for _, name := range append([]string{s.flag}, aliasesOf(s.flag)...) {
+		f := fs.Lookup(name)
+		if f == nil || !f.Changed {
+			continue
+		}
+		if set != nil && set.Value != f.Value && set.Value.String() != f.Value.String() {
+			return nil, &FieldError{Field: s.key, Reason: fmt.Sprintf("from flag: --%s and --%s name different values (%q, %q)",
+				f.Name, set.Name, f.Value.String(), set.Value.String())}
+		}
+		if set == nil {
+			set = f
 		}
 	}
-	return false
+	return set, nil
 }
 
 // Load builds the configuration from defaults, the config file (--config or
@@ -198,14 +247,17 @@ func Load(fs *pflag.FlagSet) (Config, error) {
 	for _, s := range settings {
 		var flag *pflag.Flag
 		if fs != nil {
-			flag = fs.Lookup(s.flag)
+			var err error
+			if flag, err = setFlag(fs, s); err != nil {
+				return Config{}, err
+			}
 		}
 		var (
 			raw any
 			src Source
 		)
 		switch {
-		case flag != nil && changed(fs, flag):
+		case flag != nil:
 			src = SourceFlag
 			// Read the flag ourselves rather than through viper, which
 			// re-splits string arrays as CSV.

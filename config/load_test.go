@@ -62,6 +62,10 @@ use_tz: false
 time_zone: Europe/Vienna
 executors: ["tools.=go", "eoxserver.services.Handler=cpython"]
 max_tasks_per_worker: 100
+sync_task_writes: true
+flush_delay: 250ms
+listen: false
+sqlite_wal: true
 `
 
 const tomlFile = `
@@ -105,6 +109,16 @@ func TestLoadLayers(t *testing.T) {
 			return c.MaxTasksPerWorker
 		case config.KeyAllowHandlers:
 			return c.AllowHandlers
+		case config.KeyHTTPAddr:
+			return c.HTTPAddr
+		case config.KeySyncTaskWrites:
+			return c.SyncTaskWrites
+		case config.KeyFlushDelay:
+			return c.FlushDelay
+		case config.KeyListen:
+			return c.Listen
+		case config.KeySQLiteWAL:
+			return c.SQLiteWAL
 		}
 		t.Fatalf("test asks for unknown key %s", key)
 		return nil
@@ -125,6 +139,10 @@ func TestLoadLayers(t *testing.T) {
 				{config.KeyPollInterval, config.DefaultPollInterval, config.SourceDefault},
 				{config.KeyUseTZ, config.DefaultUseTZ, config.SourceDefault},
 				{config.KeyPythonPath, []string(nil), config.SourceDefault},
+				{config.KeySyncTaskWrites, false, config.SourceDefault},
+				{config.KeyFlushDelay, 100 * time.Millisecond, config.SourceDefault},
+				{config.KeyListen, true, config.SourceDefault},
+				{config.KeySQLiteWAL, false, config.SourceDefault},
 			},
 		},
 		{
@@ -143,6 +161,10 @@ func TestLoadLayers(t *testing.T) {
 				// Case kept: viper would lower-case mapping keys.
 				{config.KeyExecutors, map[string]string{"tools.": "go", "eoxserver.services.Handler": "cpython"}, config.SourceFile},
 				{config.KeyMaxTasksPerWorker, 100, config.SourceFile},
+				{config.KeySyncTaskWrites, true, config.SourceFile},
+				{config.KeyFlushDelay, 250 * time.Millisecond, config.SourceFile},
+				{config.KeyListen, false, config.SourceFile},
+				{config.KeySQLiteWAL, true, config.SourceFile},
 			},
 		},
 		{
@@ -165,6 +187,9 @@ func TestLoadLayers(t *testing.T) {
 				"ATPD_USE_TZ":         "true",
 				"ATPD_EXECUTORS":      "x.y=embedded, z.=go",
 				"ATPD_ALLOW_HANDLERS": "tools.,x.y",
+				"ATPD_LISTEN":         "true",
+				"ATPD_FLUSH_DELAY":    "0.5",
+				"ATPD_SQLITE_WAL":     "false",
 			},
 			want: []want{
 				{config.KeyWorkers, 5, config.SourceEnv},
@@ -173,6 +198,10 @@ func TestLoadLayers(t *testing.T) {
 				{config.KeyUseTZ, true, config.SourceEnv},
 				{config.KeyExecutors, map[string]string{"x.y": "embedded", "z.": "go"}, config.SourceEnv},
 				{config.KeyAllowHandlers, []string{"tools.", "x.y"}, config.SourceEnv},
+				{config.KeyListen, true, config.SourceEnv},
+				{config.KeyFlushDelay, 500 * time.Millisecond, config.SourceEnv},
+				{config.KeySQLiteWAL, false, config.SourceEnv},
+				{config.KeySyncTaskWrites, true, config.SourceFile},
 				// Untouched by the environment: still the file's.
 				{config.KeyDB, "sqlite:/srv/file.sqlite3", config.SourceFile},
 				{config.KeySweepInterval, 10 * time.Second, config.SourceFile},
@@ -181,8 +210,10 @@ func TestLoadLayers(t *testing.T) {
 		{
 			name:     "flags over environment over file",
 			fileName: "atpd.yaml", fileText: yamlFile,
-			env:  map[string]string{"ATPD_WORKERS": "5", "ATPD_DB": "sqlite:/env.sqlite3", "ATPD_LOG_FORMAT": "text"},
-			args: []string{"-n", "7", "-p", "/flag/a", "-p", "/flag/b,with,commas", "--poll-interval", "3s", "--use-tz=true", "--executor", "A.b=go"},
+			env: map[string]string{"ATPD_WORKERS": "5", "ATPD_DB": "sqlite:/env.sqlite3", "ATPD_LOG_FORMAT": "text",
+				"ATPD_LISTEN": "false", "ATPD_FLUSH_DELAY": "1s"},
+			args: []string{"-n", "7", "-p", "/flag/a", "-p", "/flag/b,with,commas", "--poll-interval", "3s", "--use-tz=true", "--executor", "A.b=go",
+				"--sync-task-writes=false", "--listen", "--flush-delay", "20ms", "--sqlite-wal=false"},
 			want: []want{
 				{config.KeyWorkers, 7, config.SourceFlag},
 				{config.KeyPythonPath, []string{"/flag/a", "/flag/b,with,commas"}, config.SourceFlag},
@@ -192,7 +223,32 @@ func TestLoadLayers(t *testing.T) {
 				{config.KeyDB, "sqlite:/env.sqlite3", config.SourceEnv},
 				{config.KeyLogFormat, "text", config.SourceEnv},
 				{config.KeyTimeZone, "Europe/Vienna", config.SourceFile},
+				{config.KeySyncTaskWrites, false, config.SourceFlag},
+				{config.KeyListen, true, config.SourceFlag},
+				{config.KeyFlushDelay, 20 * time.Millisecond, config.SourceFlag},
+				{config.KeySQLiteWAL, false, config.SourceFlag},
 			},
+		},
+		{
+			name: "--listen=false turns LISTEN off",
+			args: []string{"--listen=false"},
+			want: []want{{config.KeyListen, false, config.SourceFlag}},
+		},
+		{
+			name: "--http is --http-addr",
+			env:  map[string]string{"ATPD_HTTP_ADDR": "127.0.0.1:1"},
+			args: []string{"--http", "127.0.0.1:9090"},
+			want: []want{{config.KeyHTTPAddr, "127.0.0.1:9090", config.SourceFlag}},
+		},
+		{
+			name: "--http and --http-addr agreeing",
+			args: []string{"--http", ":9090", "--http-addr", ":9090"},
+			want: []want{{config.KeyHTTPAddr, ":9090", config.SourceFlag}},
+		},
+		{
+			name: "--allow-handlers adds to --allow-handler",
+			args: []string{"--allow-handler", "a.", "--allow-handlers", "b.c,d."},
+			want: []want{{config.KeyAllowHandlers, []string{"a.", "b.c", "d."}, config.SourceFlag}},
 		},
 		{
 			name: "config file named by the environment",
@@ -259,6 +315,7 @@ func TestLoadErrors(t *testing.T) {
 		fileName  string
 		fileText  string
 		env       map[string]string
+		args      []string
 		wantField string // "" when the error is not about one field
 		wantText  string
 	}{
@@ -271,10 +328,14 @@ func TestLoadErrors(t *testing.T) {
 		{name: "bad bool in environment", env: map[string]string{"ATPD_USE_TZ": "perhaps"}, wantField: config.KeyUseTZ, wantText: "perhaps"},
 		{name: "bad executor rule", env: map[string]string{"ATPD_EXECUTORS": "tools.go"}, wantField: config.KeyExecutors, wantText: "path=executor"},
 		{name: "list of numbers", fileName: "a.yaml", fileText: "python_path: [1, 2]\n", wantField: config.KeyPythonPath, wantText: "want a string"},
+		{name: "bad bool for listen in environment", env: map[string]string{"ATPD_LISTEN": "sometimes"}, wantField: config.KeyListen, wantText: "sometimes"},
+		{name: "bad flush delay in file", fileName: "a.yaml", fileText: "flush_delay: later\n", wantField: config.KeyFlushDelay, wantText: "from file"},
+		{name: "sqlite_wal not a bool in file", fileName: "a.yaml", fileText: "sqlite_wal: [true]\n", wantField: config.KeySQLiteWAL, wantText: "true or false"},
+		{name: "--http and --http-addr disagree", args: []string{"--http", ":1", "--http-addr", ":2"}, wantField: config.KeyHTTPAddr, wantText: "--http and --http-addr"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := load(t, tc.fileName, tc.fileText, tc.env)
+			_, err := load(t, tc.fileName, tc.fileText, tc.env, tc.args...)
 			if err == nil {
 				t.Fatal("Load succeeded")
 			}
@@ -324,6 +385,13 @@ func TestValidate(t *testing.T) {
 		{"http addr", func(c *config.Config) { c.HTTPAddr = "9090" }, config.KeyHTTPAddr},
 		{"http addr ok", func(c *config.Config) { c.HTTPAddr = ":9090" }, ""},
 		{"max tasks per worker", func(c *config.Config) { c.MaxTasksPerWorker = -1 }, config.KeyMaxTasksPerWorker},
+		{"zero flush delay", func(c *config.Config) { c.FlushDelay = 0 }, config.KeyFlushDelay},
+		{"negative flush delay", func(c *config.Config) { c.FlushDelay = -time.Millisecond }, config.KeyFlushDelay},
+		{"flush delay in seconds by mistake", func(c *config.Config) { c.FlushDelay = 100 * time.Second }, config.KeyFlushDelay},
+		{"longest flush delay", func(c *config.Config) { c.FlushDelay = 10 * time.Second }, ""},
+		{"sync writes without listen", func(c *config.Config) { c.SyncTaskWrites, c.Listen = true, false }, ""},
+		{"sqlite wal on sqlite", func(c *config.Config) { c.SQLiteWAL = true }, ""},
+		{"sqlite wal on postgres", func(c *config.Config) { c.DB, c.SQLiteWAL = "postgres://u:secret@h/d", true }, config.KeySQLiteWAL},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -352,12 +420,12 @@ func TestValidate(t *testing.T) {
 
 func TestStoreOptions(t *testing.T) {
 	c := config.Defaults()
-	c.UseTZ, c.TimeZone, c.MaxQueueSize = false, "Europe/Vienna", 9
+	c.UseTZ, c.TimeZone, c.MaxQueueSize, c.SQLiteWAL = false, "Europe/Vienna", 9, true
 	o, err := c.StoreOptions()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.UseTZ || o.TimeZone == nil || o.TimeZone.String() != "Europe/Vienna" || o.MaxQueueSize != 9 {
+	if o.UseTZ || o.TimeZone == nil || o.TimeZone.String() != "Europe/Vienna" || o.MaxQueueSize != 9 || !o.SQLiteWAL {
 		t.Errorf("StoreOptions = %+v", o)
 	}
 	c.TimeZone = ""

@@ -124,6 +124,5 @@ start-up error, 128+signal (130, 143) when a signal forced an immediate exit.`,
 	root.AddCommand(a.notifyCommand())
 	root.AddCommand(a.operatorCommands()...)
 	root.AddCommand(a.demoCommand())
-	addHTTPFlag(root)
 	return root
 }

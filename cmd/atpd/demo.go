@@ -68,7 +68,6 @@ leaves the rest queued).`,
 	c.Flags().Int("count", defaultDemoCount, "number of tasks to enqueue")
 	addFormatFlags(c, true)
 	config.AddDaemonFlags(c.Flags())
-	addHTTPFlag(c)
 	c.Flags().SortFlags = false
 	return c
 }
@@ -118,9 +117,6 @@ func (a *app) runDemo(cmd *cobra.Command, _ []string) error {
 	count, _ := cmd.Flags().GetInt("count")
 	if count < 1 || count > maxDemoCount {
 		return &usageError{cmd: cmd, err: fmt.Errorf("--count %d is not between 1 and %d", count, maxDemoCount)}
-	}
-	if err := applyHTTPFlag(cmd); err != nil {
-		return err
 	}
 	ctx := cmd.Context()
 	cfg, ignored, err := loadConfigAdjusted(ctx, cmd, func(c *config.Config) {

@@ -7,36 +7,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/spf13/cobra"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/config"
 	"github.com/eoxserver/atpd/daemon"
 	"github.com/eoxserver/atpd/web"
 )
-
-// flagHTTP is the short name of --http-addr.
-const flagHTTP = "http"
-
-// addHTTPFlag adds --http ADDR, a second name for the daemon flag
-// --http-addr, to a command that has the daemon flags.
-func addHTTPFlag(c *cobra.Command) {
-	c.Flags().String(flagHTTP, "", "serve the task pages, /healthz and /metrics on host:port (same as --http-addr; off by default)")
-}
-
-// applyHTTPFlag copies --http into --http-addr, which the configuration
-// reads, so that both names behave alike (the flag wins over ATPD_HTTP_ADDR
-// and the config file).
-func applyHTTPFlag(cmd *cobra.Command) error {
-	f := cmd.Flags().Lookup(flagHTTP)
-	if f == nil || !f.Changed {
-		return nil
-	}
-	if cmd.Flags().Changed("http-addr") && cmd.Flags().Lookup("http-addr").Value.String() != f.Value.String() {
-		return &usageError{cmd: cmd, err: errors.New("--http and --http-addr name different addresses")}
-	}
-	return cmd.Flags().Set("http-addr", f.Value.String())
-}
 
 // webMetrics holds what /metrics serves: the daemon's own collectors
 // (which the daemon feeds) and the Go runtime's, in a registry of this

@@ -80,7 +80,14 @@ func (a *app) openOpsConfig(ctx context.Context, cfg config.Config, ignored []st
 	if err != nil {
 		return nil, err
 	}
-	prod := producer.New(store, producer.Options{Logger: log, Timeout: opsTimeout})
+	opts := producer.Options{Logger: log, Timeout: opsTimeout}
+	// On PostgreSQL a LISTENing daemon then takes an enqueued task at once,
+	// without the trigger of `atpd notify install` (which only Python
+	// producers need) and without waiting for its next poll.
+	if n, ok := store.(djangodb.Notifier); ok {
+		opts.Notifier = n
+	}
+	prod := producer.New(store, opts)
 	return &opsSession{cfg: cfg, store: store, prod: prod, log: log}, nil
 }
 

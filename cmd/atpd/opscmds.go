@@ -134,7 +134,11 @@ protocol, "-" for standard input) as it is. Without either, the input is None.
 When the queue already holds its maximum of waiting tasks (--max-queue-size,
 the tracker's MAX_QUEUE_SIZE), enqueue fails with exit status 75 (EX_TEMPFAIL);
 with --wait it retries with backoff until the task is queued (or
---wait-timeout passes, or it is interrupted: exit status 75 again).`,
+--wait-timeout passes, or it is interrupted: exit status 75 again).
+
+On PostgreSQL, enqueue announces the task (NOTIFY), so that a daemon
+listening (the default, --listen) runs it at once rather than at its next
+poll; Python producers need the trigger of atpd notify install for that.`,
 		RunE: a.runEnqueue,
 	}, cobra.ExactArgs(2))
 	c.Flags().String("json", "", `task input as JSON ("-": read it from standard input)`)

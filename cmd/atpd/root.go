@@ -18,9 +18,6 @@ import (
 // runDaemon is the root command: start-up, the task loop, and shutdown on
 // signals.
 func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
-	if err := applyHTTPFlag(cmd); err != nil {
-		return err
-	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, shutdownSignals...)
 	defer signal.Stop(sigs)
@@ -85,6 +82,8 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 		log.Info("ATPD: '" + p + "' ... adding to Python search path.")
 	}
 	log.Info(fmt.Sprintf("ATPD: workers=%d", cfg.Workers))
+	log.Info("ATPD: task pick-up and writes", "listen", cfg.Listen, "poll_interval", cfg.PollInterval,
+		"sync_task_writes", cfg.SyncTaskWrites, "flush_delay", cfg.FlushDelay)
 	logIgnoredOptions(log, cfg, ignored)
 
 	store, err := openStore(startCtx, cfg, log)
@@ -92,6 +91,7 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 		return fail(err)
 	}
 	defer store.Close()
+	logJournalMode(startCtx, store, cfg, log)
 	ex, stopExecutor, err := buildExecutor(startCtx, cfg, log, false)
 	if err != nil {
 		return fail(err)

@@ -103,6 +103,29 @@ func openStoreMigrating(ctx context.Context, cfg config.Config, log *slog.Logger
 	return store, nil
 }
 
+// journalModer is implemented by SQLite stores.
+type journalModer interface {
+	JournalMode(ctx context.Context) (string, error)
+}
+
+// logJournalMode says which journal mode an SQLite file runs in, since
+// sqlite_wal changes it for every client and an operator switching it by
+// hand should see that it took.
+func logJournalMode(ctx context.Context, store djangodb.Store, cfg config.Config, log *slog.Logger) {
+	jm, ok := store.(journalModer)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	mode, err := jm.JournalMode(ctx)
+	if err != nil {
+		log.Warn("ATPD: cannot read the SQLite journal mode", "database", store.Describe(), "error", err)
+		return
+	}
+	log.Info("ATPD: SQLite journal mode is "+mode, "database", store.Describe(), "sqlite_wal", cfg.SQLiteWAL)
+}
+
 func logIgnoredOptions(log *slog.Logger, cfg config.Config, ignored []string) {
 	if len(ignored) > 0 {
 		log.Warn("ATPD: Django database OPTIONS not used by atpd", "settings", cfg.Settings,
@@ -114,13 +137,16 @@ func logIgnoredOptions(log *slog.Logger, cfg config.Config, ignored []string) {
 // metrics, when they are served.
 func daemonConfig(cfg config.Config, id int64, metrics *webMetrics, log *slog.Logger) daemon.Config {
 	dc := daemon.Config{
-		ServerID:      id,
-		Workers:       cfg.Workers,
-		PollInterval:  cfg.PollInterval,
-		SweepInterval: cfg.SweepInterval,
-		DrainTimeout:  cfg.DrainTimeout,
-		MaxInputSize:  int64(cfg.MaxInputSize),
-		Logger:        log,
+		ServerID:       id,
+		Workers:        cfg.Workers,
+		PollInterval:   cfg.PollInterval,
+		SweepInterval:  cfg.SweepInterval,
+		DrainTimeout:   cfg.DrainTimeout,
+		MaxInputSize:   int64(cfg.MaxInputSize),
+		SyncTaskWrites: cfg.SyncTaskWrites,
+		FlushDelay:     cfg.FlushDelay,
+		NoListen:       !cfg.Listen,
+		Logger:         log,
 	}
 	if metrics != nil {
 		dc.Observer = metrics.daemon
