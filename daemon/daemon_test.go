@@ -109,8 +109,12 @@ func TestZeroTimeout(t *testing.T) {
 			return ctx.Err()
 		}}
 		register(t, store, djangodb.TypeSpec{Identifier: "Now", Handler: "tests.now", Timeout: 0})
+		// A zero timeout makes every RUNNING task a zombie at once, so the
+		// task is enqueued after the daemon's first sweep and no other
+		// sweep comes: what is checked is the handler's own deadline.
+		newDaemon(t, store, handlers, Config{Workers: 1, SweepInterval: time.Hour, SweepIdleMin: time.Hour})
+		store.waitFor(t, "the first sweep", func() bool { return store.sweeps > 0 })
 		id := enqueue(t, store, "Now", "n", pyInput(t, "None"))
-		newDaemon(t, store, handlers, Config{Workers: 1})
 		store.waitTerminal(t, id)
 		if l := <-left; l <= 0 {
 			t.Errorf("handler of a zero-timeout type started %v past its deadline", -l)
