@@ -34,3 +34,46 @@ def sleep_once(taskStatus, input):
         open(marker, "w").close()
         _sleep_while_parent_lives(float(input[1]))
     taskStatus.storeResponse("second run", "text/plain")
+
+
+def every_method(taskStatus, input):
+    """Calls every TaskStatus method; the response records what the getters
+    and constants returned, as JSON."""
+    import json
+    seen = {
+        "info": list(taskStatus.getInfo()),
+        "identifier": list(taskStatus.getIdentifier()),
+        "status": list(taskStatus.getStatus()),
+        "constants": [taskStatus.ACCEPTED, taskStatus.SCHEDULED, taskStatus.RUNNING,
+                      taskStatus.PAUSED, taskStatus.FINISHED, taskStatus.FAILED],
+    }
+    taskStatus.setPaused("pausing")
+    seen["paused"] = list(taskStatus.getStatus())
+    taskStatus.setRunning("resuming")
+    taskStatus.storeResponse(json.dumps(seen, sort_keys=True), "application/json")
+    taskStatus.setSuccess("all done")
+
+
+def exits(taskStatus, input):
+    os._exit(3)
+
+
+def killed(taskStatus, input):
+    import signal
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def chatty(taskStatus, input):
+    """Prints input[0] lines of 1 KiB to stdout and stderr, then answers."""
+    import sys
+    line = "x" * 1023
+    for i in range(int(input[0])):
+        print(line)
+        sys.stderr.write(line + "\n")
+    taskStatus.storeResponse("printed", "text/plain")
+
+
+def orm(taskStatus, input):
+    """Uses the Django ORM of the settings module atpd was started with."""
+    from processes.models import Type
+    taskStatus.storeResponse(",".join(sorted(Type.objects.values_list("identifier", flat=True))), "text/plain")
