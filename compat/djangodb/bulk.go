@@ -71,7 +71,7 @@ func (s *pgStore) enqueueMany(ctx context.Context, typ string, tasks []NewTask, 
 	var ids []int64
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		ids, err = pgInt64s(ctx, tx, pgEnqueueMany, typ, pq.Array(idents), pq.Array(inputs), pgText(message),
+		ids, err = queryInt64s(ctx, tx, pgEnqueueMany, typ, pq.Array(idents), pq.Array(inputs), pgText(message),
 			processClock.reserve(3*len(tasks)))
 		var pe *pq.Error
 		switch {

@@ -88,25 +88,11 @@ func pgTriggerExists(ctx context.Context, tx *sql.Tx) (bool, error) {
 }
 
 func (s *pgStore) InstallNotifyTrigger(ctx context.Context) (bool, error) {
-	var added bool
-	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgNotifyLock)); err != nil {
-			return err
-		}
-		schema, err := pgTaskSchema(ctx, tx)
-		if err != nil {
-			return err
-		}
-		exists, err := pgTriggerExists(ctx, tx)
-		if err != nil {
-			return err
-		}
-		added = !exists
-		fn := pq.QuoteIdentifier(schema) + "." + pq.QuoteIdentifier(NotifyTrigger)
-		// One notification per statement: a transaction's identical
-		// notifications are delivered once anyway, and a daemon only
-		// needs to know that there is something to claim.
-		for _, q := range []string{
+	// One notification per statement: a transaction's identical
+	// notifications are delivered once anyway, and a daemon only needs to
+	// know that there is something to claim.
+	existed, err := s.changeNotifyTrigger(ctx, func(fn string) []string {
+		return []string{
 			`CREATE OR REPLACE FUNCTION ` + fn + `() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	-- Added by atpd notify install: wakes atpd daemons when a task is queued.
@@ -118,22 +104,34 @@ $$`,
 			`DROP TRIGGER IF EXISTS ` + pq.QuoteIdentifier(NotifyTrigger) + ` ON processes_task`,
 			`CREATE TRIGGER ` + pq.QuoteIdentifier(NotifyTrigger) + ` AFTER INSERT ON processes_task
 				FOR EACH STATEMENT EXECUTE PROCEDURE ` + fn + `()`,
-		} {
-			if _, err := tx.ExecContext(ctx, q); err != nil {
-				return err
-			}
 		}
-		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("djangodb: install trigger %s on processes_task in %s: %w", NotifyTrigger, s.describe, err)
 	}
-	return added, nil
+	return !existed, nil
 }
 
 func (s *pgStore) RemoveNotifyTrigger(ctx context.Context) (bool, error) {
-	var removed bool
-	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	existed, err := s.changeNotifyTrigger(ctx, func(fn string) []string {
+		return []string{
+			`DROP TRIGGER IF EXISTS ` + pq.QuoteIdentifier(NotifyTrigger) + ` ON processes_task`,
+			`DROP FUNCTION IF EXISTS ` + fn + `()`,
+		}
+	})
+	if err != nil {
+		return false, fmt.Errorf("djangodb: remove trigger %s from processes_task in %s: %w", NotifyTrigger, s.describe, err)
+	}
+	return existed, nil
+}
+
+// changeNotifyTrigger runs the statements that install or remove the
+// trigger in one transaction, serialized with other installers and
+// removers by an advisory lock, and reports whether the trigger existed
+// before. statements gets the quoted, schema-qualified trigger function
+// name (the schema of processes_task).
+func (s *pgStore) changeNotifyTrigger(ctx context.Context, statements func(fn string) []string) (existed bool, err error) {
+	err = s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgNotifyLock)); err != nil {
 			return err
 		}
@@ -141,24 +139,17 @@ func (s *pgStore) RemoveNotifyTrigger(ctx context.Context) (bool, error) {
 		if err != nil {
 			return err
 		}
-		if removed, err = pgTriggerExists(ctx, tx); err != nil {
+		if existed, err = pgTriggerExists(ctx, tx); err != nil {
 			return err
 		}
-		fn := pq.QuoteIdentifier(schema) + "." + pq.QuoteIdentifier(NotifyTrigger)
-		for _, q := range []string{
-			`DROP TRIGGER IF EXISTS ` + pq.QuoteIdentifier(NotifyTrigger) + ` ON processes_task`,
-			`DROP FUNCTION IF EXISTS ` + fn + `()`,
-		} {
+		for _, q := range statements(pq.QuoteIdentifier(schema) + "." + pq.QuoteIdentifier(NotifyTrigger)) {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return false, fmt.Errorf("djangodb: remove trigger %s from processes_task in %s: %w", NotifyTrigger, s.describe, err)
-	}
-	return removed, nil
+	return existed, err
 }
 
 func (s *pgStore) NotifyTriggerInstalled(ctx context.Context) (bool, error) {

@@ -220,7 +220,7 @@ func (s *pgStore) UnregisterType(ctx context.Context, identifier string, force b
 		if err != nil {
 			return err
 		}
-		ids, err := pgInt64s(ctx, tx, `SELECT id FROM processes_instance WHERE type_id = $1 ORDER BY id`, id)
+		ids, err := queryInt64s(ctx, tx, `SELECT id FROM processes_instance WHERE type_id = $1 ORDER BY id`, id)
 		if err != nil {
 			return err
 		}
@@ -362,35 +362,16 @@ func (s *pgStore) Dequeue(ctx context.Context, serverID int64, limit int, messag
 		if err != nil {
 			return err
 		}
-		type claimed struct{ task, instance int64 }
-		var got []claimed
-		for rows.Next() {
-			var c claimed
-			if err := rows.Scan(&c.task, &c.instance); err != nil {
-				rows.Close()
-				return err
-			}
-			got = append(got, c)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		seen, claimedRows, err := claimedInstances(rows)
+		if err != nil {
 			return err
 		}
-		if len(got) == 0 {
-			return ErrQueueEmpty
-		}
-		slices.SortFunc(got, func(a, b claimed) int { return cmp.Compare(a.task, b.task) })
-		var seen []int64
 		var updates, logs []string
-		for _, c := range got {
-			if slices.Contains(seen, c.instance) {
-				continue
-			}
-			seen = append(seen, c.instance)
+		for range seen {
 			updates = append(updates, pgTime(processClock.now()))
 			logs = append(logs, pgTime(processClock.now()))
 		}
-		scheduled, err := pgInt64s(ctx, tx, `WITH v AS (
+		scheduled, err := queryInt64s(ctx, tx, `WITH v AS (
 				SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS v(id, tu, tl)
 			), u AS (
 				UPDATE processes_instance i SET status = 2, "timeUpdate" = v.tu FROM v
@@ -409,7 +390,7 @@ func (s *pgStore) Dequeue(ctx context.Context, serverID int64, limit int, messag
 				ids = append(ids, id)
 			}
 		}
-		dropped = len(got)
+		dropped = claimedRows
 		return nil
 	})
 	if err == nil && len(ids) == 0 {
@@ -897,7 +878,7 @@ func (s *pgStore) DeleteRetired(ctx context.Context) ([]InstanceRef, error) {
 				now, pq.Array(ids)); err != nil {
 				return err
 			}
-			locked, err := pgInt64s(ctx, tx, `SELECT i.id FROM processes_instance i JOIN processes_type t ON t.id = i.type_id
+			locked, err := queryInt64s(ctx, tx, `SELECT i.id FROM processes_instance i JOIN processes_type t ON t.id = i.type_id
 				WHERE i.id = ANY($2) AND `+pgRetiredCond+` ORDER BY i.id FOR UPDATE OF i SKIP LOCKED`, now, pq.Array(ids))
 			if err != nil || len(locked) == 0 {
 				batch = nil
@@ -963,24 +944,5 @@ func pgPurge(ctx context.Context, tx *sql.Tx, ids []int64) ([]InstanceRef, error
 func (s *pgStore) int64s(ctx context.Context, query string, args ...any) ([]int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
 	defer cancel()
-	return pgInt64s(ctx, s.db, query, args...)
-}
-
-func pgInt64s(ctx context.Context, q interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, query string, args ...any) ([]int64, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var v int64
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return queryInt64s(ctx, s.db, query, args...)
 }

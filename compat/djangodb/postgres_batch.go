@@ -1,12 +1,10 @@
 package djangodb
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -75,32 +73,11 @@ func (s *pgStore) Claim(ctx context.Context, serverID int64, limit int, message 
 		if err != nil {
 			return err
 		}
-		type claimed struct{ task, instance int64 }
-		var got []claimed
-		for rows.Next() {
-			var c claimed
-			if err := rows.Scan(&c.task, &c.instance); err != nil {
-				rows.Close()
-				return err
-			}
-			got = append(got, c)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		// An instance is not started at all when another claimer started
+		// it from its twin row (pgStartClaimed skips it).
+		ids, claimedRows, err := claimedInstances(rows)
+		if err != nil {
 			return err
-		}
-		if len(got) == 0 {
-			return ErrQueueEmpty
-		}
-		// RETURNING has no defined order. An instance with two waiting
-		// rows (re-enqueued twice) is started once, and not at all when
-		// another claimer started it from its twin row.
-		slices.SortFunc(got, func(a, b claimed) int { return cmp.Compare(a.task, b.task) })
-		var ids []int64
-		for _, c := range got {
-			if !slices.Contains(ids, c.instance) {
-				ids = append(ids, c.instance)
-			}
 		}
 		rows, err = s.stmts.in(ctx, s.db, tx, pgStartClaimed).QueryContext(ctx, pgStartClaimed,
 			pq.Array(ids), processClock.reserve(3*len(ids)), pgText(message))
@@ -124,7 +101,7 @@ func (s *pgStore) Claim(ctx context.Context, serverID int64, limit int, message 
 			st.StartedAt = started.In(s.loc)
 			out = append(out, st)
 		}
-		dropped = len(got)
+		dropped = claimedRows
 		return rows.Err()
 	})
 	if err == nil && len(out) == 0 {
@@ -173,27 +150,9 @@ const pgBatchResponse = `WITH v AS (
 const pgStatusOf = `SELECT id, status FROM processes_instance WHERE id = ANY($1)`
 
 func (s *pgStore) Complete(ctx context.Context, cs []Completion) ([]CompletionResult, error) {
-	res := make([]CompletionResult, len(cs))
+	res, encoded := prepareCompletions(cs)
 	if len(cs) == 0 {
 		return res, nil
-	}
-	// Encoding is the expensive part of a response; do it outside the
-	// transaction and once, even if the transaction is retried.
-	encoded := make([][]string, len(cs))
-	for i, c := range cs {
-		res[i].InstanceID = c.InstanceID
-		if err := c.check(); err != nil {
-			res[i].Err = fmt.Errorf("djangodb: complete: %w", err)
-			continue
-		}
-		for j, w := range c.Writes {
-			if w.IsResponse {
-				if encoded[i] == nil {
-					encoded[i] = make([]string, len(c.Writes))
-				}
-				encoded[i][j] = EncodeResponse(w.Data)
-			}
-		}
 	}
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for i := range res {
@@ -271,13 +230,13 @@ func (s *pgStore) completeRound(ctx context.Context, tx *sql.Tx, cs []Completion
 			sKs = append(sKs, int64(len(sKs)))
 		}
 		if len(rIDs) > 0 {
-			if _, err := pgInt64s(ctx, s.stmts.in(ctx, s.db, tx, pgBatchResponse), pgBatchResponse, pq.Array(rIDs), pq.Array(rText), pq.Array(rMime)); err != nil {
+			if _, err := queryInt64s(ctx, s.stmts.in(ctx, s.db, tx, pgBatchResponse), pgBatchResponse, pq.Array(rIDs), pq.Array(rText), pq.Array(rMime)); err != nil {
 				return err
 			}
 		}
 		if len(sIDs) > 0 {
 			base := processClock.reserve(2 * len(sIDs))
-			changed, err := pgInt64s(ctx, s.stmts.in(ctx, s.db, tx, pgBatchStatus), pgBatchStatus, pq.Array(sIDs), pq.Array(sStatus), pq.Array(sMsg),
+			changed, err := queryInt64s(ctx, s.stmts.in(ctx, s.db, tx, pgBatchStatus), pgBatchStatus, pq.Array(sIDs), pq.Array(sStatus), pq.Array(sMsg),
 				pq.Array(sCond), pq.Array(sKs), base)
 			if err != nil {
 				return err

@@ -265,7 +265,7 @@ func (s *sqliteStore) UnregisterType(ctx context.Context, identifier string, for
 		} else if err != nil {
 			return err
 		}
-		ids, err := sqliteQueryIDs(ctx, tx, `SELECT id FROM processes_instance WHERE type_id = ? ORDER BY id`, typeID)
+		ids, err := queryInt64s(ctx, tx, `SELECT id FROM processes_instance WHERE type_id = ? ORDER BY id`, typeID)
 		if err != nil {
 			return err
 		}
@@ -803,25 +803,6 @@ func (s *sqliteStore) Input(ctx context.Context, id int64) (string, error) {
 
 // ---- Clean-up ----
 
-func sqliteQueryIDs(ctx context.Context, q interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, query string, args ...any) ([]int64, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
-}
-
 func sqliteInstanceRef(ctx context.Context, tx *sql.Tx, id int64) (InstanceRef, error) {
 	r := InstanceRef{ID: id}
 	err := tx.QueryRowContext(ctx, `SELECT i.identifier, t.identifier FROM processes_instance i
@@ -855,7 +836,7 @@ func (s *sqliteStore) SweepZombies(ctx context.Context, message string) (SweepRe
 		var ids []int64
 		err := s.read(ctx, "list zombies of type "+strconv.Quote(typ.Identifier), func(ctx context.Context, db *sql.DB) error {
 			var err error
-			ids, err = sqliteQueryIDs(ctx, db, `SELECT id FROM processes_instance
+			ids, err = queryInt64s(ctx, db, `SELECT id FROM processes_instance
 				WHERE type_id = ? AND status IN (?, ?, ?) AND "timeUpdate" < ? ORDER BY id`,
 				typ.ID, Scheduled, Running, Paused, cut)
 			return err
@@ -908,7 +889,7 @@ func (s *sqliteStore) SweepZombies(ctx context.Context, message string) (SweepRe
 	var tasks []int64
 	err = s.read(ctx, "list stuck task rows", func(ctx context.Context, db *sql.DB) error {
 		var err error
-		tasks, err = sqliteQueryIDs(ctx, db, `SELECT id FROM processes_task WHERE "lock" <> 0 AND "time" < ? ORDER BY id`, cut)
+		tasks, err = queryInt64s(ctx, db, `SELECT id FROM processes_task WHERE "lock" <> 0 AND "time" < ? ORDER BY id`, cut)
 		return err
 	})
 	if err != nil {
@@ -978,7 +959,7 @@ func (s *sqliteStore) DeleteRetired(ctx context.Context) ([]InstanceRef, error) 
 		var ids []int64
 		err := s.read(ctx, "list retired instances of type "+strconv.Quote(typ.Identifier), func(ctx context.Context, db *sql.DB) error {
 			var err error
-			ids, err = sqliteQueryIDs(ctx, db, `SELECT id FROM processes_instance
+			ids, err = queryInt64s(ctx, db, `SELECT id FROM processes_instance
 				WHERE type_id = ? AND status IN (?, ?) AND "timeUpdate" < ? ORDER BY id`, typ.ID, Finished, Failed, cut)
 			return err
 		})

@@ -94,25 +94,9 @@ func (s *sqliteStore) claimOne(ctx context.Context, tx *sql.Tx, id int64, messag
 }
 
 func (s *sqliteStore) Complete(ctx context.Context, cs []Completion) ([]CompletionResult, error) {
-	res := make([]CompletionResult, len(cs))
+	res, encoded := prepareCompletions(cs)
 	if len(cs) == 0 {
 		return res, nil
-	}
-	encoded := make([][]string, len(cs))
-	for i, c := range cs {
-		res[i].InstanceID = c.InstanceID
-		if err := c.check(); err != nil {
-			res[i].Err = fmt.Errorf("djangodb: complete: %w", err)
-			continue
-		}
-		for j, w := range c.Writes {
-			if w.IsResponse {
-				if encoded[i] == nil {
-					encoded[i] = make([]string, len(c.Writes))
-				}
-				encoded[i][j] = EncodeResponse(w.Data)
-			}
-		}
 	}
 	err := s.write(ctx, fmt.Sprintf("complete %d tasks", len(cs)), func(ctx context.Context, tx *sql.Tx) error {
 		for i, c := range cs {
