@@ -35,22 +35,10 @@ var RunTimeBuckets = prometheus.ExponentialBuckets(0.01, 4, 12)
 // NewMetrics creates the daemon's collectors and registers them in reg.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
-		started: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "tasks_started_total",
-			Help: "Tasks this daemon set RUNNING, by task type.",
-		}, []string{"type"}),
-		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "tasks_finished_total",
-			Help: "Tasks this daemon ran that ended FINISHED, by task type.",
-		}, []string{"type"}),
-		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "tasks_failed_total",
-			Help: "Tasks this daemon ran that ended FAILED, by task type.",
-		}, []string{"type"}),
-		reenqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "tasks_reenqueued_total",
-			Help: "Tasks this daemon put back on the queue (deadline, shutdown, zombie sweep), by task type.",
-		}, []string{"type"}),
+		started:    typeCounter("tasks_started_total", "Tasks this daemon set RUNNING, by task type."),
+		finished:   typeCounter("tasks_finished_total", "Tasks this daemon ran that ended FINISHED, by task type."),
+		failed:     typeCounter("tasks_failed_total", "Tasks this daemon ran that ended FAILED, by task type."),
+		reenqueued: typeCounter("tasks_reenqueued_total", "Tasks this daemon put back on the queue (deadline, shutdown, zombie sweep), by task type."),
 		runtime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "task_run_seconds",
 			Help:    "Time from RUNNING to the outcome of tasks this daemon ran, by task type.",
@@ -67,6 +55,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// typeCounter is one of the daemon's task counters, labelled by task type.
+func typeCounter(name, help string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, []string{"type"})
 }
 
 // TaskStarted counts a task set RUNNING.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"reflect"
@@ -218,11 +219,7 @@ func (e *encoder) value(v any, depth int) (err error) {
 		}
 		return e.dict(v, depth)
 	case map[string]any:
-		d := &Dict{}
-		for _, k := range slices.Sorted(mapKeys(v)) {
-			d.set(hkey{s: k, str: true}, k, v[k])
-		}
-		return e.dict(d, depth)
+		return e.dict(stringMapDict(v), depth)
 	case *Object:
 		if v == nil {
 			e.buf = append(e.buf, opNone)
@@ -235,14 +232,14 @@ func (e *encoder) value(v any, depth int) (err error) {
 	return nil
 }
 
-func mapKeys(m map[string]any) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
+// stringMapDict is m as a Dict with its keys sorted, so that a Go map
+// encodes the same bytes every time.
+func stringMapDict(m map[string]any) *Dict {
+	d := &Dict{}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		d.set(hkey{s: k, str: true}, k, m[k])
 	}
+	return d
 }
 
 // reflectValue writes slices, arrays and maps of other element types.

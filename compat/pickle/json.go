@@ -172,11 +172,7 @@ func (w *jsonWriter) value(v any, level int) error {
 		}
 		return w.dict(v, level)
 	case map[string]any:
-		d := &Dict{}
-		for _, k := range slices.Sorted(mapKeys(v)) {
-			d.set(hkey{s: k, str: true}, k, v[k])
-		}
-		return w.dict(d, level)
+		return w.dict(stringMapDict(v), level)
 	case *Object:
 		if v == nil {
 			w.buf = append(w.buf, "null"...)
@@ -321,18 +317,7 @@ func (w *jsonWriter) set(items []any, level int) error {
 		}
 		elems[i] = classify(it, sub.buf)
 	}
-	slices.SortStableFunc(elems, func(a, b setElem) int {
-		if a.rank != b.rank {
-			return a.rank - b.rank
-		}
-		switch a.rank {
-		case 1, 2:
-			return a.num.Cmp(b.num)
-		case 3:
-			return strings.Compare(a.str, b.str)
-		}
-		return bytes.Compare(a.text, b.text)
-	})
+	slices.SortStableFunc(elems, compareSetElems)
 	if len(elems) == 0 {
 		w.buf = append(w.buf, '[', ']')
 		return nil
@@ -664,6 +649,20 @@ func pyRepr(v any) string {
 	return string(b)
 }
 
+// compareSetElems orders set elements as set and sortedReprs write them.
+func compareSetElems(a, b setElem) int {
+	if a.rank != b.rank {
+		return a.rank - b.rank
+	}
+	switch a.rank {
+	case 1, 2:
+		return a.num.Cmp(b.num)
+	case 3:
+		return strings.Compare(a.str, b.str)
+	}
+	return bytes.Compare(a.text, b.text)
+}
+
 func sortedReprs(items []any) string {
 	w := &jsonWriter{max: DefaultJSONMaxBytes, open: map[ident]bool{}}
 	elems := make([]setElem, len(items))
@@ -672,18 +671,7 @@ func sortedReprs(items []any) string {
 		_ = sub.value(it, 0)
 		elems[i] = classify(it, sub.buf)
 	}
-	slices.SortStableFunc(elems, func(a, b setElem) int {
-		if a.rank != b.rank {
-			return a.rank - b.rank
-		}
-		switch a.rank {
-		case 1, 2:
-			return a.num.Cmp(b.num)
-		case 3:
-			return strings.Compare(a.str, b.str)
-		}
-		return bytes.Compare(a.text, b.text)
-	})
+	slices.SortStableFunc(elems, compareSetElems)
 	parts := make([]string, len(elems))
 	for i, e := range elems {
 		parts[i] = pyRepr(e.v)
