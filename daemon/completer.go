@@ -58,39 +58,7 @@ func (d *Daemon) completer() {
 // gather adds whatever completions are waiting, and waits up to
 // CompleteWindow for more while tasks still hold workers.
 func (d *Daemon) gather(batch []*completion) []*completion {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for len(batch) < maxCompleteBatch {
-		select {
-		case req, ok := <-d.completions:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, req)
-			continue
-		default:
-		}
-		if d.cfg.CompleteWindow <= 0 || d.n.holding.Load() == 0 {
-			return batch
-		}
-		if timer == nil {
-			timer = time.NewTimer(d.cfg.CompleteWindow)
-		}
-		select {
-		case req, ok := <-d.completions:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, req)
-		case <-timer.C:
-			return batch
-		}
-	}
-	return batch
+	return gatherMore(batch, d.completions, maxCompleteBatch, d.cfg.CompleteWindow, &d.n.holding, nil)
 }
 
 // writeBatch writes a batch, retrying while the database is away. When

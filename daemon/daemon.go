@@ -367,35 +367,49 @@ func (d *Daemon) loop() {
 // their tasks end; waiting ClaimWindow for them turns many small claims
 // into one.
 func (d *Daemon) moreSlots(slots []int) []int {
+	return gatherMore(slots, d.free, d.cfg.Workers, d.cfg.ClaimWindow, &d.n.holding, d.stopping)
+}
+
+// gatherMore appends to got what ch has ready, up to limit values, then
+// waits up to window for more while any task holds a worker (only a
+// running task can free a worker or end with a completion). It returns
+// early when ch is closed or stop (nil: never) is.
+func gatherMore[T any](got []T, ch <-chan T, limit int, window time.Duration, holding *atomic.Int64, stop <-chan struct{}) []T {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
 			timer.Stop()
 		}
 	}()
-	for len(slots) < d.cfg.Workers {
+	for len(got) < limit {
 		select {
-		case s := <-d.free:
-			slots = append(slots, s)
+		case v, ok := <-ch:
+			if !ok {
+				return got
+			}
+			got = append(got, v)
 			continue
 		default:
 		}
-		if d.cfg.ClaimWindow <= 0 || d.n.holding.Load() == 0 {
-			return slots
+		if window <= 0 || holding.Load() == 0 {
+			return got
 		}
 		if timer == nil {
-			timer = time.NewTimer(d.cfg.ClaimWindow)
+			timer = time.NewTimer(window)
 		}
 		select {
-		case s := <-d.free:
-			slots = append(slots, s)
+		case v, ok := <-ch:
+			if !ok {
+				return got
+			}
+			got = append(got, v)
 		case <-timer.C:
-			return slots
-		case <-d.stopping:
-			return slots
+			return got
+		case <-stop:
+			return got
 		}
 	}
-	return slots
+	return got
 }
 
 // claim claims and starts up to n tasks. Its context is not tied to

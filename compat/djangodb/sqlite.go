@@ -803,6 +803,17 @@ func (s *sqliteStore) Input(ctx context.Context, id int64) (string, error) {
 
 // ---- Clean-up ----
 
+// readIDs is queryInt64s in a read (see read), described by what.
+func (s *sqliteStore) readIDs(ctx context.Context, what, query string, args ...any) ([]int64, error) {
+	var ids []int64
+	err := s.read(ctx, what, func(ctx context.Context, db *sql.DB) error {
+		var err error
+		ids, err = queryInt64s(ctx, db, query, args...)
+		return err
+	})
+	return ids, err
+}
+
 func sqliteInstanceRef(ctx context.Context, tx *sql.Tx, id int64) (InstanceRef, error) {
 	r := InstanceRef{ID: id}
 	err := tx.QueryRowContext(ctx, `SELECT i.identifier, t.identifier FROM processes_instance i
@@ -833,14 +844,9 @@ func (s *sqliteStore) SweepZombies(ctx context.Context, message string) (SweepRe
 	// the change, and one bad row must not hold the lock for the rest.
 	for _, typ := range types {
 		cut := s.cutoff(now, typ.TimeoutDuration())
-		var ids []int64
-		err := s.read(ctx, "list zombies of type "+strconv.Quote(typ.Identifier), func(ctx context.Context, db *sql.DB) error {
-			var err error
-			ids, err = queryInt64s(ctx, db, `SELECT id FROM processes_instance
-				WHERE type_id = ? AND status IN (?, ?, ?) AND "timeUpdate" < ? ORDER BY id`,
-				typ.ID, Scheduled, Running, Paused, cut)
-			return err
-		})
+		ids, err := s.readIDs(ctx, "list zombies of type "+strconv.Quote(typ.Identifier), `SELECT id FROM processes_instance
+			WHERE type_id = ? AND status IN (?, ?, ?) AND "timeUpdate" < ? ORDER BY id`,
+			typ.ID, Scheduled, Running, Paused, cut)
 		if err != nil {
 			return res, err
 		}
@@ -886,12 +892,7 @@ func (s *sqliteStore) SweepZombies(ctx context.Context, message string) (SweepRe
 	}
 
 	cut := s.cutoff(now, PullTimeout)
-	var tasks []int64
-	err = s.read(ctx, "list stuck task rows", func(ctx context.Context, db *sql.DB) error {
-		var err error
-		tasks, err = queryInt64s(ctx, db, `SELECT id FROM processes_task WHERE "lock" <> 0 AND "time" < ? ORDER BY id`, cut)
-		return err
-	})
+	tasks, err := s.readIDs(ctx, "list stuck task rows", `SELECT id FROM processes_task WHERE "lock" <> 0 AND "time" < ? ORDER BY id`, cut)
 	if err != nil {
 		return res, err
 	}
@@ -956,13 +957,8 @@ func (s *sqliteStore) DeleteRetired(ctx context.Context) ([]InstanceRef, error) 
 			continue
 		}
 		cut := s.cutoff(now, secondsToDuration(typ.TimeRet))
-		var ids []int64
-		err := s.read(ctx, "list retired instances of type "+strconv.Quote(typ.Identifier), func(ctx context.Context, db *sql.DB) error {
-			var err error
-			ids, err = queryInt64s(ctx, db, `SELECT id FROM processes_instance
-				WHERE type_id = ? AND status IN (?, ?) AND "timeUpdate" < ? ORDER BY id`, typ.ID, Finished, Failed, cut)
-			return err
-		})
+		ids, err := s.readIDs(ctx, "list retired instances of type "+strconv.Quote(typ.Identifier), `SELECT id FROM processes_instance
+			WHERE type_id = ? AND status IN (?, ?) AND "timeUpdate" < ? ORDER BY id`, typ.ID, Finished, Failed, cut)
 		if err != nil {
 			return out, err
 		}
