@@ -97,15 +97,11 @@ func (a *app) inputFromDatabase(cmd *cobra.Command, typ, ident string) (any, err
 			return nil, fmt.Errorf("decode-input: database %s: %w", cfg.DB, err)
 		}
 	}
-	opts, err := cfg.StoreOptions()
-	if err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	store, err := djangodb.Open(ctx, cfg.DB, opts)
+	store, err := openDB(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("decode-input: open %s: %w", djangodb.RedactDSN(cfg.DB), err)
+		return nil, fmt.Errorf("decode-input: %w", err)
 	}
 	defer store.Close()
 	inst, err := store.InstanceByIdentifier(ctx, typ, ident)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/eoxserver/atpd/compat/djangodb"
 )
 
 func (a *app) migrateCommand() *cobra.Command {
@@ -26,15 +24,11 @@ func (a *app) runMigrate(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	opts, err := cfg.StoreOptions()
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	store, err := djangodb.Open(ctx, cfg.DB, opts)
+	store, err := openDB(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("migrate: open %s: %w", djangodb.RedactDSN(cfg.DB), err)
+		return fmt.Errorf("migrate: %w", err)
 	}
 	defer store.Close()
 	created, err := store.Migrate(ctx)

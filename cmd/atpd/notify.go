@@ -83,15 +83,11 @@ func (a *app) runNotify(cmd *cobra.Command, what string, run func(context.Contex
 	if err != nil {
 		return err
 	}
-	opts, err := cfg.StoreOptions()
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	store, err := djangodb.Open(ctx, cfg.DB, opts)
+	store, err := openDB(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("notify %s: open %s: %w", what, djangodb.RedactDSN(cfg.DB), err)
+		return fmt.Errorf("notify %s: %w", what, err)
 	}
 	defer store.Close()
 	ti, ok := store.(djangodb.TriggerInstaller)

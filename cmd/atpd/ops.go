@@ -59,6 +59,21 @@ func (a *app) openOps(cmd *cobra.Command, create bool) (*opsSession, error) {
 	return a.openOpsConfig(ctx, cfg, ignored, create)
 }
 
+// openOpsFormat starts a command that needs no database created and has
+// no flags besides its output format. The format is checked first, so
+// that a bad --format is a usage error whatever state the database is in.
+func (a *app) openOpsFormat(cmd *cobra.Command) (*opsSession, string, error) {
+	format, err := outputFormat(cmd)
+	if err != nil {
+		return nil, "", err
+	}
+	s, err := a.openOps(cmd, false)
+	if err != nil {
+		return nil, "", err
+	}
+	return s, format, nil
+}
+
 func (a *app) openOpsConfig(ctx context.Context, cfg config.Config, ignored []string, create bool) (*opsSession, error) {
 	// Operator commands keep stdout for their output; their log lines
 	// (warnings, mostly) go to stderr.

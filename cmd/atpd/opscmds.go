@@ -307,11 +307,7 @@ func (a *app) statusCommand() *cobra.Command {
 }
 
 func (a *app) runStatus(cmd *cobra.Command, args []string) error {
-	format, err := outputFormat(cmd)
-	if err != nil {
-		return err
-	}
-	s, err := a.openOps(cmd, false)
+	s, format, err := a.openOpsFormat(cmd)
 	if err != nil {
 		return err
 	}
@@ -345,11 +341,7 @@ func (a *app) logCommand() *cobra.Command {
 }
 
 func (a *app) runLog(cmd *cobra.Command, args []string) error {
-	format, err := outputFormat(cmd)
-	if err != nil {
-		return err
-	}
-	s, err := a.openOps(cmd, false)
+	s, format, err := a.openOpsFormat(cmd)
 	if err != nil {
 		return err
 	}
@@ -479,11 +471,7 @@ is not an error (it says so); an unknown type is (exit status 1).`,
 }
 
 func (a *app) runDelete(cmd *cobra.Command, args []string) error {
-	format, err := outputFormat(cmd)
-	if err != nil {
-		return err
-	}
-	s, err := a.openOps(cmd, false)
+	s, format, err := a.openOpsFormat(cmd)
 	if err != nil {
 		return err
 	}
@@ -574,11 +562,7 @@ waiting task has waited.`,
 }
 
 func (a *app) runQueue(cmd *cobra.Command, _ []string) error {
-	format, err := outputFormat(cmd)
-	if err != nil {
-		return err
-	}
-	s, err := a.openOps(cmd, false)
+	s, format, err := a.openOpsFormat(cmd)
 	if err != nil {
 		return err
 	}

@@ -67,18 +67,29 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (django
 	return openStoreMigrating(ctx, cfg, log, cfg.EmbeddedDB())
 }
 
-// openStoreMigrating is openStore that creates the ATP tables when migrate
-// is set, in whatever database cfg names.
-func openStoreMigrating(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool) (djangodb.Store, error) {
+// openDB opens the database cfg names as it is: no tables created, none
+// checked for. ctx bounds the open; callers reuse it to bound their first
+// statements too.
+func openDB(ctx context.Context, cfg config.Config) (djangodb.Store, error) {
 	opts, err := cfg.StoreOptions()
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
 	store, err := djangodb.Open(ctx, cfg.DB, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", djangodb.RedactDSN(cfg.DB), err)
+	}
+	return store, nil
+}
+
+// openStoreMigrating is openStore that creates the ATP tables when migrate
+// is set, in whatever database cfg names.
+func openStoreMigrating(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool) (djangodb.Store, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	store, err := openDB(ctx, cfg)
+	if err != nil {
+		return nil, err
 	}
 	if migrate {
 		created, err := store.Migrate(ctx)
