@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"time"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
 )
@@ -122,11 +121,7 @@ func (d *Daemon) completeRetrying(cs []djangodb.Completion, what string, ref dja
 		}
 		attrs = append(attrs, "attempt", attempt, "retry_in", backoff, "error", err)
 		d.log.Warn("ATPD: store write failed; retrying", attrs...)
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-d.hardStop:
-			t.Stop()
+		if !d.retryWait(backoff) {
 			return nil, fmt.Errorf("daemon: %s: %w after %d attempts: %w", what, errGaveUp, attempt, err)
 		}
 		backoff = min(2*backoff, retryBackoffMax)

@@ -443,6 +443,19 @@ func (d *Daemon) release(slots []int) {
 	}
 }
 
+// retryWait waits backoff before a write is retried; false when Abort
+// gives up on retrying (hardStop) first.
+func (d *Daemon) retryWait(backoff time.Duration) bool {
+	t := time.NewTimer(backoff)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-d.hardStop:
+		return false
+	}
+}
+
 // sleep waits for dur, for Stop or Abort, or (when wakeable) for Wake.
 func (d *Daemon) sleep(dur time.Duration, wakeable bool) {
 	t := time.NewTimer(dur)
@@ -508,11 +521,7 @@ func (d *Daemon) persist(what string, ref djangodb.InstanceRef, write func(ctx c
 		}
 		attrs = append(attrs, "retry_in", backoff, "error", err)
 		d.log.Warn("ATPD: store write failed; retrying", attrs...)
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-d.hardStop:
-			t.Stop()
+		if !d.retryWait(backoff) {
 			return fmt.Errorf("daemon: %s of instance %d: gave up after %d attempts at shutdown: %w", what, ref.ID, attempt, err)
 		}
 		backoff = min(2*backoff, retryBackoffMax)

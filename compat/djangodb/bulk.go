@@ -97,11 +97,8 @@ func (s *sqliteStore) enqueueMany(ctx context.Context, typ string, tasks []NewTa
 	ids := make([]int64, 0, len(tasks))
 	err := s.write(ctx, fmt.Sprintf("enqueue %d tasks of type %s", len(tasks), typ), func(ctx context.Context, tx *sql.Tx) error {
 		ids = ids[:0]
-		var typeID int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM processes_type WHERE identifier = ?`, typ).Scan(&typeID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("type %q: %w", typ, ErrNotFound)
-		} else if err != nil {
+		typeID, err := sqliteTypeID(ctx, tx, typ)
+		if err != nil {
 			return err
 		}
 		ins, err := tx.PrepareContext(ctx, `INSERT INTO processes_instance (identifier, "timeInsert", "timeUpdate", status, type_id) VALUES (?, ?, ?, ?, ?)`)

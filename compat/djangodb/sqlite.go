@@ -327,11 +327,8 @@ func (s *sqliteStore) Enqueue(ctx context.Context, typ, identifier, input, messa
 		if waiting >= s.maxQueue {
 			return fmt.Errorf("%d tasks waiting: %w", waiting, ErrQueueFull)
 		}
-		var typeID int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM processes_type WHERE identifier = ?`, typ).Scan(&typeID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("type %q: %w", typ, ErrNotFound)
-		} else if err != nil {
+		typeID, err := sqliteTypeID(ctx, tx, typ)
+		if err != nil {
 			return err
 		}
 		now := s.tf.format(processClock.now())
@@ -812,6 +809,16 @@ func (s *sqliteStore) readIDs(ctx context.Context, what, query string, args ...a
 		return err
 	})
 	return ids, err
+}
+
+// sqliteTypeID is the id of task type typ; a missing type is ErrNotFound.
+func sqliteTypeID(ctx context.Context, tx *sql.Tx, typ string) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `SELECT id FROM processes_type WHERE identifier = ?`, typ).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("type %q: %w", typ, ErrNotFound)
+	}
+	return id, err
 }
 
 func sqliteInstanceRef(ctx context.Context, tx *sql.Tx, id int64) (InstanceRef, error) {
