@@ -1,20 +1,15 @@
 package integration
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/eoxserver/atpd/internal/e2e"
 	"github.com/eoxserver/atpd/internal/testdb"
 )
 
@@ -40,10 +35,7 @@ var dbCases = []dbCase{
 
 func (c dbCase) newDB(t *testing.T) string {
 	t.Helper()
-	if c.postgres {
-		return testdb.Postgres(t, c.cfg)
-	}
-	return testdb.SQLite(t, c.cfg)
+	return e2e.FreshDSN(t, c.postgres, c.cfg)
 }
 
 // zone is the location naive Django timestamps are in.
@@ -64,120 +56,52 @@ func (c dbCase) zone(t *testing.T) *time.Location {
 }
 
 // producer runs integration/producer.py against one database.
-type producer struct {
-	t   *testing.T
-	py  string
-	dir string
-	env []string
-}
+type producer struct{ *e2e.Producer }
 
 func newProducer(t *testing.T, dsn string, cfg testdb.Config) *producer {
 	t.Helper()
-	return &producer{
-		t:   t,
-		py:  testdb.Python(t),
-		dir: filepath.Join(testdb.RepoRoot(t), "integration"),
-		env: testdb.DjangoEnv(t, dsn, cfg),
-	}
+	return &producer{e2e.NewProducer(t, dsn, cfg)}
 }
-
-const producerTimeout = 2 * time.Minute
 
 // runExit runs one producer command and returns its stdout and exit status.
 func (p *producer) runExit(args ...string) ([]byte, int) {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), producerTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, p.py, append([]string{"producer.py"}, args...)...)
-	cmd.Dir, cmd.Env = p.dir, p.env
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		return out, 0
-	case errors.As(err, &exit):
-		p.t.Logf("producer.py %s: exit %d: %s", strings.Join(args, " "), exit.ExitCode(), strings.TrimSpace(stderr.String()))
-		return out, exit.ExitCode()
-	default:
-		p.t.Fatalf("producer.py %s: %v: %s", strings.Join(args, " "), err, stderr.String())
-		return nil, -1
+	p.T.Helper()
+	out, code, stderr := p.Exec(nil, append([]string{"producer.py"}, args...)...)
+	if code != 0 {
+		p.T.Logf("producer.py %s: exit %d: %s", strings.Join(args, " "), code, strings.TrimSpace(stderr))
 	}
+	return out, code
 }
 
 // run runs one producer command that must succeed and decodes its output into v.
 func (p *producer) run(v any, args ...string) {
-	p.t.Helper()
+	p.T.Helper()
 	out, code := p.runExit(args...)
 	if code != 0 {
-		p.t.Fatalf("producer.py %s: exit %d", strings.Join(args, " "), code)
+		p.T.Fatalf("producer.py %s: exit %d", strings.Join(args, " "), code)
 	}
 	if v == nil {
 		return
 	}
 	if err := json.Unmarshal(out, v); err != nil {
-		p.t.Fatalf("producer.py %s: output %q: %v", strings.Join(args, " "), out, err)
+		p.T.Fatalf("producer.py %s: output %q: %v", strings.Join(args, " "), out, err)
 	}
 }
 
 // batchResult is one output line of `producer.py batch`.
-type batchResult struct {
-	Exit    int             `json:"exit"`
-	Result  json.RawMessage `json:"result"`
-	Error   string          `json:"error"`
-	Message string          `json:"message"`
-}
+type batchResult = e2e.Answer
 
 // batch runs many commands in one Python process (starting Django costs
 // about half a second) and returns one result per command.
 func (p *producer) batch(cmds [][]string) []batchResult {
-	p.t.Helper()
-	var in bytes.Buffer
-	for _, c := range cmds {
-		line, err := json.Marshal(c)
-		if err != nil {
-			p.t.Fatalf("encode producer command %v: %v", c, err)
-		}
-		in.Write(append(line, '\n'))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), producerTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, p.py, "producer.py", "batch")
-	cmd.Dir, cmd.Env, cmd.Stdin = p.dir, p.env, &in
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		p.t.Fatalf("producer.py batch: %v: %s", err, stderr.String())
-	}
-	var results []batchResult
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		var r batchResult
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			p.t.Fatalf("producer.py batch: line %q: %v", sc.Text(), err)
-		}
-		results = append(results, r)
-	}
-	if len(results) != len(cmds) {
-		p.t.Fatalf("producer.py batch: %d results for %d commands: %s", len(results), len(cmds), stderr.String())
-	}
-	return results
+	p.T.Helper()
+	return e2e.Batch(p.Producer, cmds...)
 }
 
 // mustBatch is batch where every command must succeed.
 func (p *producer) mustBatch(cmds [][]string) []json.RawMessage {
-	p.t.Helper()
-	var out []json.RawMessage
-	for i, r := range p.batch(cmds) {
-		if r.Exit != 0 {
-			p.t.Fatalf("producer.py %v: exit %d: %s: %s", cmds[i], r.Exit, r.Error, r.Message)
-		}
-		out = append(out, r.Result)
-	}
-	return out
+	p.T.Helper()
+	return e2e.MustBatch(p.Producer, cmds...)
 }
 
 func decodeJSON[T any](t *testing.T, raw []byte) T {
@@ -193,7 +117,7 @@ func decodeJSON[T any](t *testing.T, raw []byte) T {
 type rows map[string][]map[string]any
 
 func (p *producer) dump() rows {
-	p.t.Helper()
+	p.T.Helper()
 	var r rows
 	p.run(&r, "dump")
 	return r

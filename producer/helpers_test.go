@@ -1,18 +1,15 @@
 package producer_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/internal/e2e"
 	"github.com/eoxserver/atpd/internal/testdb"
 	"github.com/eoxserver/atpd/producer"
 )
@@ -54,21 +51,10 @@ type fixture struct {
 // tracker's limit.
 func setup(t *testing.T, c dbCase, maxQueue int, opts producer.Options) *fixture {
 	t.Helper()
-	var dsn string
-	if c.postgres {
-		dsn = testdb.Postgres(t, c.cfg)
-	} else {
-		dsn = testdb.SQLite(t, c.cfg)
-	}
+	dsn := e2e.FreshDSN(t, c.postgres, c.cfg)
 	so := testdb.Options(c.cfg)
 	so.MaxQueueSize = maxQueue
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	store, err := djangodb.Open(ctx, dsn, so)
-	if err != nil {
-		t.Fatalf("open %s: %v", djangodb.RedactDSN(dsn), err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := e2e.OpenStore(t, dsn, so)
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
 	}
@@ -76,20 +62,13 @@ func setup(t *testing.T, c dbCase, maxQueue int, opts producer.Options) *fixture
 		dsn:   dsn,
 		store: store,
 		p:     producer.New(store, opts),
-		py: &pyProducer{
-			t:   t,
-			bin: testdb.Python(t),
-			dir: filepath.Join(testdb.RepoRoot(t), "integration"),
-			env: testdb.DjangoEnv(t, dsn, c.cfg),
-		},
+		py:    &pyProducer{e2e.NewProducer(t, dsn, c.cfg)},
 	}
 }
 
 func ctxT(t *testing.T) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
+	return e2e.Context(t, time.Minute)
 }
 
 // register registers typ with the demo handler's path through the Go producer.
@@ -103,70 +82,22 @@ func (f *fixture) register(t *testing.T, typ string) djangodb.TaskType {
 }
 
 // pyProducer runs integration/producer.py, the Django-ORM tracker.
-type pyProducer struct {
-	t   *testing.T
-	bin string
-	dir string
-	env []string
-}
+type pyProducer struct{ *e2e.Producer }
 
 // pyResult is one output line of `producer.py batch`.
-type pyResult struct {
-	Exit    int             `json:"exit"`
-	Result  json.RawMessage `json:"result"`
-	Error   string          `json:"error"`
-	Message string          `json:"message"`
-}
+type pyResult = e2e.Answer
 
 // batch runs the commands in one Python process (Django starts once) and
 // returns one result per command.
 func (p *pyProducer) batch(cmds ...[]string) []pyResult {
-	p.t.Helper()
-	var in bytes.Buffer
-	for _, c := range cmds {
-		line, err := json.Marshal(c)
-		if err != nil {
-			p.t.Fatalf("encode producer.py command %v: %v", c, err)
-		}
-		in.Write(append(line, '\n'))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, p.bin, "producer.py", "batch")
-	cmd.Dir, cmd.Env, cmd.Stdin = p.dir, p.env, &in
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		p.t.Fatalf("producer.py batch: %v: %s", err, stderr.String())
-	}
-	var res []pyResult
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		var r pyResult
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			p.t.Fatalf("producer.py batch: line %q: %v", sc.Text(), err)
-		}
-		res = append(res, r)
-	}
-	if len(res) != len(cmds) {
-		p.t.Fatalf("producer.py batch: %d results for %d commands: %s", len(res), len(cmds), stderr.String())
-	}
-	return res
+	p.T.Helper()
+	return e2e.Batch(p.Producer, cmds...)
 }
 
 // must runs commands that must all succeed and returns their results.
 func (p *pyProducer) must(cmds ...[]string) []json.RawMessage {
-	p.t.Helper()
-	var out []json.RawMessage
-	for i, r := range p.batch(cmds...) {
-		if r.Exit != 0 {
-			p.t.Fatalf("producer.py %s: exit %d: %s: %s", strings.Join(cmds[i], " "), r.Exit, r.Error, r.Message)
-		}
-		out = append(out, r.Result)
-	}
-	return out
+	p.T.Helper()
+	return e2e.MustBatch(p.Producer, cmds...)
 }
 
 func decode[T any](t *testing.T, raw []byte) T {
@@ -180,16 +111,7 @@ func decode[T any](t *testing.T, raw []byte) T {
 
 // testLogger sends log lines to the test's log, so that they show with the
 // test that wrote them.
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
-}
+func testLogger(t *testing.T) *slog.Logger { return e2e.Logger(t) }
 
 // signalHandler is a slog.Handler that sends every record whose message
 // contains match on a channel, so that a test can wait for a log line

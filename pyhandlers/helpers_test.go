@@ -1,7 +1,6 @@
 package pyhandlers
 
 import (
-	"bufio"
 	"bytes"
 	"compress/zlib"
 	"context"
@@ -10,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/executor"
+	"github.com/eoxserver/atpd/internal/e2e"
 	"github.com/eoxserver/atpd/internal/testdb"
 )
 
@@ -159,45 +158,7 @@ func startPool(t testing.TB, cfg Config) *Pool {
 // and returns each command's result; a failing command fails the test.
 func (e *env) produce(t testing.TB, cmds ...[]any) []json.RawMessage {
 	t.Helper()
-	var in bytes.Buffer
-	for _, c := range cmds {
-		b, _ := json.Marshal(c)
-		in.Write(b)
-		in.WriteByte('\n')
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, e.py, filepath.Join(e.root, "integration", "producer.py"), "batch")
-	cmd.Env = testdb.DjangoEnv(t, e.dsn, e.cfg)
-	cmd.Stdin = &in
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("producer.py batch: %v\n%s", err, stderr.String())
-	}
-	var results []json.RawMessage
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(nil, 64<<20)
-	for i := 0; sc.Scan(); i++ {
-		var r struct {
-			Exit    int             `json:"exit"`
-			Result  json.RawMessage `json:"result"`
-			Error   string          `json:"error"`
-			Message string          `json:"message"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("producer.py batch: bad output line %q: %v", sc.Text(), err)
-		}
-		if r.Exit != 0 {
-			t.Fatalf("producer.py %v: exit %d: %s: %s", cmds[i], r.Exit, r.Error, r.Message)
-		}
-		results = append(results, r.Result)
-	}
-	if len(results) != len(cmds) {
-		t.Fatalf("producer.py batch: %d results for %d commands\n%s", len(results), len(cmds), stderr.String())
-	}
-	return results
+	return e2e.MustBatch(e2e.NewProducer(t, e.dsn, e.cfg), cmds...)
 }
 
 // register registers a task type through the Go store.

@@ -137,7 +137,7 @@ func TestBadInput(t *testing.T) {
 			}
 			db.bulkEnqueue(ex.typ, in.name, 1, text)
 			if in.text == "-" {
-				db.exec(`DELETE FROM processes_input WHERE instance_id = ?`, db.instanceID(ex.typ, in.name+"1"))
+				db.Exec(`DELETE FROM processes_input WHERE instance_id = ?`, db.instanceID(ex.typ, in.name+"1"))
 			}
 			wants = append(wants, want{ex.typ, in.name + "1", regexp.MustCompile(ex.msg)})
 		}
@@ -149,7 +149,7 @@ func TestBadInput(t *testing.T) {
 		{"Dots", "..", `handler '\.\.' is not a dotted path`},
 		{"NoModule", "no_such_module.handler", `No module named 'no_such_module'`},
 	} {
-		db.exec(`INSERT INTO processes_type (identifier, handler, maxstart, timeout, timeret) VALUES (?, ?, 1, 60, -1)`, h.typ, h.path)
+		db.Exec(`INSERT INTO processes_type (identifier, handler, maxstart, timeout, timeret) VALUES (?, ?, 1, 60, -1)`, h.typ, h.path)
 		db.bulkEnqueue(h.typ, "h", 1, valid)
 		wants = append(wants, want{h.typ, "h1", regexp.MustCompile(h.msg)})
 	}
@@ -160,7 +160,7 @@ func TestBadInput(t *testing.T) {
 	a := db.startAtpd("atpd", "atpd", "-n", "2", "--max-input-size", fmt.Sprint(maxInput))
 	db.waitTerminal(bad+2, 2*time.Minute)
 	rss, _ := a.rss()
-	a.stop(drainTimeout)
+	a.Stop(drainTimeout)
 
 	logs := db.logs()
 	for _, w := range wants {
@@ -176,14 +176,14 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 	for _, typ := range []string{"GoBad", "PyBad"} {
-		if s := db.queryInt(`SELECT status FROM processes_instance WHERE id = ?`, db.instanceID(typ, "after1")); s != int(djangodb.Finished) {
+		if s := db.QueryInt(`SELECT status FROM processes_instance WHERE id = ?`, db.instanceID(typ, "after1")); s != int(djangodb.Finished) {
 			t.Errorf("%s::after1 is %s after the bad inputs, want FINISHED", typ, djangodb.Status(s))
 		}
 	}
 	if lc := led.read(); lc.lines != 1 {
 		t.Errorf("the ledger handler ran %d times, want once (only for the valid input)", lc.lines)
 	}
-	if p := a.grep(`panic|goroutine \d+ \[`); len(p) != 0 {
+	if p := a.Grep(`panic|goroutine \d+ \[`); len(p) != 0 {
 		t.Errorf("atpd panicked: %v", p)
 	}
 	db.checkConsistent()

@@ -1,42 +1,27 @@
 package reliability
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"database/sql"
-	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	_ "github.com/lib/pq"
-	_ "modernc.org/sqlite"
-
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/compat/pickle"
+	"github.com/eoxserver/atpd/internal/e2e"
 	"github.com/eoxserver/atpd/internal/testdb"
 )
 
 // rdb is one Django-migrated database with SQL access, the Python producer
 // and the settings to point daemons at it.
 type rdb struct {
-	t     *testing.T
-	dsn   string
-	cfg   testdb.Config
-	pg    bool
-	sql   *sql.DB
-	py    string   // python3 with Django
-	integ string   // integration/: manage.py, producer.py, tools/
-	djEnv []string // Django settings for integration/ Python
+	*e2e.DB
+	t *testing.T
 }
 
 type dbKind struct {
@@ -61,25 +46,23 @@ func newDB(t *testing.T, k dbKind) *rdb {
 	return openDB(t, dsn, k.pg, k.cfg)
 }
 
+// rdbOptions are the limits of the scenarios, which move many thousands
+// of rows; the test's own sessions are marked so that fault injection
+// spares them.
+var rdbOptions = e2e.DBOptions{
+	BusyTimeout:   20 * time.Second,
+	AppName:       testAppName,
+	MaxOpenConns:  2,
+	QueryTimeout:  30 * time.Second,
+	ExecTimeout:   5 * time.Minute,
+	PythonTimeout: 5 * time.Minute,
+	BatchBuffer:   64 << 20,
+}
+
 // openDB wraps an already migrated database.
 func openDB(t *testing.T, dsn string, pg bool, cfg testdb.Config) *rdb {
 	t.Helper()
-	d := &rdb{t: t, dsn: dsn, cfg: cfg, pg: pg}
-	d.py = testdb.Python(t)
-	d.integ = filepath.Join(testdb.RepoRoot(t), "integration")
-	d.djEnv = testdb.DjangoEnv(t, dsn, cfg)
-	driver, src := "postgres", withAppName(t, dsn)
-	if !pg {
-		driver, src = "sqlite", djangodb.SQLitePath(dsn)+"?_pragma=busy_timeout(20000)"
-	}
-	db, err := sql.Open(driver, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(2)
-	t.Cleanup(func() { db.Close() })
-	d.sql = db
-	return d
+	return &rdb{DB: e2e.OpenDB(t, dsn, pg, cfg, rdbOptions), t: t}
 }
 
 // testAppName marks the test's own PostgreSQL sessions, which fault
@@ -88,28 +71,13 @@ const testAppName = "atpd-reliability-test"
 
 func withAppName(t *testing.T, dsn string) string {
 	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("parse %s: %v", djangodb.RedactDSN(dsn), err)
-	}
-	q := u.Query()
-	q.Set("application_name", testAppName)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-func (d *rdb) zone() string {
-	if d.cfg.TimeZone == "" {
-		return "UTC"
-	}
-	return d.cfg.TimeZone
+	return e2e.WithAppName(t, dsn, testAppName)
 }
 
 // atpdArgs are the flags that run atpd on this database with the ledger
 // handlers importable, JSON logs and test-friendly timings.
 func (d *rdb) atpdArgs(extra ...string) []string {
-	args := []string{"--db", d.dsn, "--use-tz=" + strconv.FormatBool(d.cfg.UseTZ), "--time-zone", d.zone(),
-		"--python", d.py, "-p", d.integ, "--log-format", "json", "--poll-interval", "20ms", "--sweep-interval", "1s"}
+	args := append(d.DBArgs(), "--python", d.Py, "-p", d.Dir, "--log-format", "json", "--poll-interval", "20ms", "--sweep-interval", "1s")
 	return append(args, extra...)
 }
 
@@ -119,100 +87,14 @@ func (d *rdb) startAtpd(name, tag string, extra ...string) *proc {
 	d.t.Helper()
 	env := append(baseEnv(), "RELIABILITY_LEDGER_TAG="+tag)
 	p := startProc(d.t, name, d.t.TempDir(), env, atpdBin, d.atpdArgs(extra...)...)
-	p.waitLine(`ATPD: started`, time.Minute)
+	p.WaitLine(`ATPD: started`, time.Minute)
 	return p
-}
-
-func (d *rdb) rebind(q string) string {
-	if !d.pg {
-		return q
-	}
-	n := 0
-	return regexp.MustCompile(`\?`).ReplaceAllStringFunc(q, func(string) string {
-		n++
-		return "$" + strconv.Itoa(n)
-	})
-}
-
-func (d *rdb) queryInt(q string, args ...any) int {
-	d.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var n int
-	if err := d.sql.QueryRowContext(ctx, d.rebind(q), args...).Scan(&n); err != nil {
-		d.t.Fatalf("%s: %v", q, err)
-	}
-	return n
-}
-
-func (d *rdb) exec(q string, args ...any) int64 {
-	d.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	res, err := d.sql.ExecContext(ctx, d.rebind(q), args...)
-	if err != nil {
-		d.t.Fatalf("%s: %v", q, err)
-	}
-	n, _ := res.RowsAffected()
-	return n
-}
-
-// python runs a script of integration/ with the Django settings.
-func (d *rdb) python(stdin []byte, args ...string) []byte {
-	d.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, d.py, args...)
-	cmd.Dir, cmd.Env = d.integ, d.djEnv
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		d.t.Fatalf("python %s: %v: %s", strings.Join(args, " "), err, stderr.String())
-	}
-	return out
-}
-
-// batch runs producer.py commands in one Python process; each must succeed.
-func (d *rdb) batch(cmds ...[]string) []json.RawMessage {
-	d.t.Helper()
-	var in bytes.Buffer
-	for _, c := range cmds {
-		line, _ := json.Marshal(c)
-		in.Write(append(line, '\n'))
-	}
-	out := d.python(in.Bytes(), "producer.py", "batch")
-	var results []json.RawMessage
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(nil, 64<<20)
-	for i := 0; sc.Scan(); i++ {
-		var r struct {
-			Exit    int             `json:"exit"`
-			Result  json.RawMessage `json:"result"`
-			Error   string          `json:"error"`
-			Message string          `json:"message"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			d.t.Fatalf("producer.py batch: line %q: %v", sc.Text(), err)
-		}
-		if r.Exit != 0 {
-			d.t.Fatalf("producer.py %v: exit %d: %s: %s", cmds[i], r.Exit, r.Error, r.Message)
-		}
-		results = append(results, r.Result)
-	}
-	if len(results) != len(cmds) {
-		d.t.Fatalf("producer.py batch: %d results for %d commands", len(results), len(cmds))
-	}
-	return results
 }
 
 // register registers a task type with the Python producer API.
 func (d *rdb) register(typ, handler string, timeout float64, maxrestart int) {
 	d.t.Helper()
-	d.batch([]string{"register", typ, handler, "--timeout", strconv.FormatFloat(timeout, 'f', -1, 64),
+	d.Batch([]string{"register", typ, handler, "--timeout", strconv.FormatFloat(timeout, 'f', -1, 64),
 		"--maxrestart", strconv.Itoa(maxrestart)})
 }
 
@@ -223,25 +105,25 @@ func (d *rdb) register(typ, handler string, timeout float64, maxrestart int) {
 // the producer's own check.
 func (d *rdb) bulkEnqueue(typ, prefix string, n int, input string) {
 	d.t.Helper()
-	typeID := d.queryInt(`SELECT id FROM processes_type WHERE identifier = ?`, typ)
+	typeID := d.QueryInt(`SELECT id FROM processes_type WHERE identifier = ?`, typ)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	tx, err := d.sql.BeginTx(ctx, nil)
+	tx, err := d.SQL.BeginTx(ctx, nil)
 	if err != nil {
 		d.t.Fatal(err)
 	}
 	defer tx.Rollback()
 	run := func(q string, args ...any) {
-		if _, err := tx.ExecContext(ctx, d.rebind(q), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, d.Rebind(q), args...); err != nil {
 			d.t.Fatalf("bulk enqueue: %s: %v", q, err)
 		}
 	}
 	var now any = time.Now().UTC().Truncate(time.Microsecond)
-	if !d.pg {
+	if !d.PG {
 		// Django's SQLite text form: naive, in UTC under USE_TZ.
 		t := now.(time.Time)
-		if !d.cfg.UseTZ {
-			loc, err := time.LoadLocation(d.zone())
+		if !d.Cfg.UseTZ {
+			loc, err := time.LoadLocation(d.Zone())
 			if err != nil {
 				d.t.Fatal(err)
 			}
@@ -250,7 +132,7 @@ func (d *rdb) bulkEnqueue(typ, prefix string, n int, input string) {
 		now = t.Format("2006-01-02 15:04:05.000000")
 	}
 	like := prefix + "%"
-	if d.pg {
+	if d.PG {
 		run(`INSERT INTO processes_instance (identifier, type_id, "timeInsert", "timeUpdate", status)
 			SELECT ? || g, ?, ?, ?, 1 FROM generate_series(1, ?) g`, prefix, typeID, now, now, n)
 	} else {
@@ -280,7 +162,7 @@ func (d *rdb) statusCounts() map[djangodb.Status]int {
 func (d *rdb) tryStatusCounts() (map[djangodb.Status]int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rows, err := d.sql.QueryContext(ctx, `SELECT status, count(*) FROM processes_instance GROUP BY status`)
+	rows, err := d.SQL.QueryContext(ctx, `SELECT status, count(*) FROM processes_instance GROUP BY status`)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +224,7 @@ func (d *rdb) logs() map[int64][]logEntry {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	rows, err := d.sql.QueryContext(ctx, `SELECT instance_id, status, message FROM processes_logrecord ORDER BY instance_id, time, id`)
+	rows, err := d.SQL.QueryContext(ctx, `SELECT instance_id, status, message FROM processes_logrecord ORDER BY instance_id, time, id`)
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -367,7 +249,7 @@ func (d *rdb) instanceStatuses() map[int64]djangodb.Status {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rows, err := d.sql.QueryContext(ctx, `SELECT id, status FROM processes_instance`)
+	rows, err := d.SQL.QueryContext(ctx, `SELECT id, status FROM processes_instance`)
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -408,14 +290,14 @@ func (d *rdb) checkConsistent() {
 			}
 		}
 	}
-	if n := d.queryInt(`SELECT count(*) FROM processes_task WHERE lock <> 0`); n != 0 {
+	if n := d.QueryInt(`SELECT count(*) FROM processes_task WHERE lock <> 0`); n != 0 {
 		d.t.Errorf("%d task rows left claimed", n)
 	}
-	if n := d.queryInt(`SELECT count(*) FROM processes_instance i WHERE status = 1 AND
+	if n := d.QueryInt(`SELECT count(*) FROM processes_instance i WHERE status = 1 AND
 		(SELECT count(*) FROM processes_task k WHERE k.instance_id = i.id) <> 1`); n != 0 {
 		d.t.Errorf("%d ACCEPTED instances without exactly one waiting task row", n)
 	}
-	if n := d.queryInt(`SELECT count(*) FROM processes_task k WHERE NOT EXISTS
+	if n := d.QueryInt(`SELECT count(*) FROM processes_task k WHERE NOT EXISTS
 		(SELECT 1 FROM processes_instance i WHERE i.id = k.instance_id)`); n != 0 {
 		d.t.Errorf("%d task rows of missing instances", n)
 	}
@@ -505,7 +387,7 @@ func (d *rdb) checkExactlyOnce(l *ledger, n int) ledgerCounts {
 	if bad > 0 {
 		d.t.Errorf("%d of %d instances with another log", bad, n)
 	}
-	if r := d.queryInt(`SELECT count(*) FROM processes_response`); r != n {
+	if r := d.QueryInt(`SELECT count(*) FROM processes_response`); r != n {
 		d.t.Errorf("%d responses, want %d", r, n)
 	}
 	lc := l.read()

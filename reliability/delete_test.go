@@ -79,7 +79,7 @@ func (d *rdb) checkGone(id int64, what string) {
 		`SELECT count(*) FROM processes_input WHERE instance_id = ?`,
 		`SELECT count(*) FROM processes_response WHERE instance_id = ?`,
 	} {
-		if n := d.queryInt(q, id); n != 0 {
+		if n := d.QueryInt(q, id); n != 0 {
 			d.t.Errorf("%s (instance %d) deleted, but %q finds %d rows", what, id, q, n)
 		}
 	}
@@ -90,14 +90,14 @@ func (d *rdb) checkGone(id int64, what string) {
 func (d *rdb) deleteTask(typ, ident string) {
 	d.t.Helper()
 	var out struct{ Deleted bool }
-	if err := json.Unmarshal(d.batch([]string{"delete", typ, ident})[0], &out); err != nil || !out.Deleted {
+	if err := json.Unmarshal(d.Batch([]string{"delete", typ, ident})[0], &out); err != nil || !out.Deleted {
 		d.t.Fatalf("producer delete %s::%s: deleted=%t (%v)", typ, ident, out.Deleted, err)
 	}
 }
 
 func (d *rdb) instanceID(typ, ident string) int64 {
 	d.t.Helper()
-	return int64(d.queryInt(`SELECT i.id FROM processes_instance i JOIN processes_type t ON t.id = i.type_id
+	return int64(d.QueryInt(`SELECT i.id FROM processes_instance i JOIN processes_type t ON t.id = i.type_id
 		WHERE t.identifier = ? AND i.identifier = ?`, typ, ident))
 }
 
@@ -119,7 +119,7 @@ func testProducerDeletes(t *testing.T, kind dbKind) {
 	db.register("Plain", "reliability.plain", 60, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	raw, err := djangodb.Open(ctx, db.dsn, testdb.Options(kind.cfg))
+	raw, err := djangodb.Open(ctx, db.DSN, testdb.Options(kind.cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func testProducerDeletes(t *testing.T, kind dbKind) {
 	scheduled.Store(enqueue("Plain", "scheduled"))
 	after := enqueue("Plain", "after")
 	waitFor(t, time.Minute, func() string { return "the task after the deletions to finish" }, func() bool {
-		return db.queryInt(`SELECT count(*) FROM processes_instance WHERE id = ? AND status = 5`, after) == 1
+		return db.QueryInt(`SELECT count(*) FROM processes_instance WHERE id = ? AND status = 5`, after) == 1
 	})
 	d.Stop()
 
@@ -242,10 +242,10 @@ func TestProducerDeletesRunningPythonTask(t *testing.T) {
 		return led.read().lines == 1
 	})
 	db.deleteTask("Ledger", "slow1")
-	a.waitLine(`was deleted while it ran`, time.Minute)
+	a.WaitLine(`was deleted while it ran`, time.Minute)
 	db.bulkEnqueue("Ledger", "next", 1, led.input(0))
 	db.waitFinished(1, time.Minute)
-	a.stop(drainTimeout)
+	a.Stop(drainTimeout)
 
 	db.checkGone(id, "slow1")
 	recs := a.records()

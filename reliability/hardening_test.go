@@ -48,12 +48,12 @@ func TestAllowHandlers(t *testing.T) {
 				types[typ] = path
 				// Straight into the table, as anyone with write access
 				// to the database could.
-				db.exec(`INSERT INTO processes_type (identifier, handler, maxstart, timeout, timeret) VALUES (?, ?, 1, 60, -1)`, typ, path)
+				db.Exec(`INSERT INTO processes_type (identifier, handler, maxstart, timeout, timeret) VALUES (?, ?, 1, 60, -1)`, typ, path)
 				db.bulkEnqueue(typ, "x", 1, input)
 			}
 			a := db.startAtpd("atpd", "atpd", append([]string{"-n", "2"}, c.flags...)...)
 			db.waitTerminal(len(types), time.Minute)
-			a.stop(drainTimeout)
+			a.Stop(drainTimeout)
 
 			logs := db.logs()
 			for typ, path := range types {
@@ -81,9 +81,9 @@ func TestAllowHandlers(t *testing.T) {
 // secret.
 func checkNoSecret(t *testing.T, p *proc, secret string) {
 	t.Helper()
-	for _, l := range p.lines() {
+	for _, l := range p.Lines() {
 		if strings.Contains(l, secret) {
-			t.Errorf("%s printed the password: %s", p.name, l)
+			t.Errorf("%s printed the password: %s", p.Name, l)
 		}
 	}
 }
@@ -137,10 +137,10 @@ INSTALLED_APPS = []
 		for _, c := range cases {
 			t.Run(format+"/"+c.name, func(t *testing.T) {
 				p := startProc(t, "atpd", t.TempDir(), baseEnv(), atpdBin, append(c.args(t), "--log-format", format)...)
-				if code := p.wait(time.Minute); code != 1 {
+				if code := p.Wait(time.Minute); code != 1 {
 					t.Errorf("exit code %d, want 1 (start-up failure)", code)
 				}
-				p.waitLine(c.want, time.Second)
+				p.WaitLine(c.want, time.Second)
 				checkNoSecret(t, p, secret)
 			})
 		}
@@ -176,8 +176,8 @@ INSTALLED_APPS = []
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		a.stop(drainTimeout)
-		if len(a.grep(`retrying`)) == 0 {
+		a.Stop(drainTimeout)
+		if len(a.Grep(`retrying`)) == 0 {
 			t.Error("no run-time error was logged: the test proved nothing")
 		}
 		checkNoSecret(t, a, secret)

@@ -48,17 +48,17 @@ func testSIGKILL(t *testing.T, kind dbKind) {
 		// Kill while handlers run, a little into the run so that some
 		// tasks also finish.
 		waitFor(t, time.Minute, func() string { return "a running task" }, func() bool {
-			return db.queryInt(`SELECT count(*) FROM processes_instance WHERE status = 3`) > 0
+			return db.QueryInt(`SELECT count(*) FROM processes_instance WHERE status = 3`) > 0
 		})
 		time.Sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
-		a.cmd.Process.Kill()
-		a.wait(drainTimeout)
-		inFlight += db.queryInt(`SELECT count(*) FROM processes_instance WHERE status IN (2, 3)`)
+		a.Cmd.Process.Kill()
+		a.Wait(drainTimeout)
+		inFlight += db.QueryInt(`SELECT count(*) FROM processes_instance WHERE status IN (2, 3)`)
 	}
 	last := db.startAtpd("atpd-last", "atpd", "-n", "4")
 	db.waitTerminal(n, 5*time.Minute)
 	elapsed := time.Since(begin)
-	last.stop(drainTimeout)
+	last.Stop(drainTimeout)
 
 	counts := db.statusCounts()
 	if counts[djangodb.Finished]+counts[djangodb.Failed] != n || len(counts) > 2 {

@@ -58,12 +58,12 @@ func TestLongQueueFlatMemory(t *testing.T) {
 		samples = append(samples, rssSample{done, rss})
 	}
 	drain := time.Since(start)
-	a.stop(drainTimeout)
+	a.Stop(drainTimeout)
 
 	if c := db.statusCounts(); c[djangodb.Finished] != n || len(c) != 1 {
 		t.Errorf("instances by status %v, want all %d FINISHED", c, n)
 	}
-	if q := db.queryInt(`SELECT count(*) FROM processes_task`); q != 0 {
+	if q := db.QueryInt(`SELECT count(*) FROM processes_task`); q != 0 {
 		t.Errorf("%d task rows left", q)
 	}
 	// Early: the first tenth of the queue, once the daemon is warm.

@@ -20,7 +20,7 @@ type refEvent struct {
 
 func refEvents(p *proc) []refEvent {
 	var out []refEvent
-	for _, l := range p.lines() {
+	for _, l := range p.Lines() {
 		var e refEvent
 		if json.Unmarshal([]byte(l), &e) == nil && e.Event != "" {
 			out = append(out, e)
@@ -54,9 +54,9 @@ func TestMixedFleet(t *testing.T) {
 	led := newLedger(t)
 	db.register("Ledger", ledgerHandler, timeout, 2)
 
-	ref := startProc(t, "refdaemon", db.integ, append(append([]string(nil), db.djEnv...), "RELIABILITY_LEDGER_TAG=ref"),
-		db.py, "refdaemon.py", "--sweep-every", "5", "--idle-sleep", "0.2")
-	ref.waitLine(`"event": "ready"`, time.Minute)
+	ref := startProc(t, "refdaemon", db.Dir, append(append([]string(nil), db.Env...), "RELIABILITY_LEDGER_TAG=ref"),
+		db.Py, "refdaemon.py", "--sweep-every", "5", "--idle-sleep", "0.2")
+	ref.WaitLine(`"event": "ready"`, time.Minute)
 	a := db.startAtpd("atpd", "atpd", "-n", "2")
 
 	begin := time.Now()
@@ -76,8 +76,8 @@ func TestMixedFleet(t *testing.T) {
 	}
 	db.waitTerminal(n, 10*time.Minute)
 	elapsed := time.Since(begin)
-	a.stop(drainTimeout)
-	ref.stop(drainTimeout)
+	a.Stop(drainTimeout)
+	ref.Stop(drainTimeout)
 
 	lc := db.checkExactlyOnce(led, n)
 	if lc.byTag["atpd"] == 0 || lc.byTag["ref"] == 0 {
@@ -102,7 +102,7 @@ func TestMixedFleet(t *testing.T) {
 	if sweeps == 0 {
 		t.Error("the Python daemon never swept: the test proved nothing about stealing")
 	}
-	if k := db.queryInt(`SELECT count(*) FROM processes_logrecord WHERE message = ?`, djangodb.MsgZombieReenqueued); k != 0 {
+	if k := db.QueryInt(`SELECT count(*) FROM processes_logrecord WHERE message = ?`, djangodb.MsgZombieReenqueued); k != 0 {
 		t.Errorf("%d log records say %q", k, djangodb.MsgZombieReenqueued)
 	}
 	t.Logf("FIGURES mixed: tasks=%d by_atpd=%d by_python=%d python_sweeps=%d zombies=%d queue_full_answers=%d elapsed=%s",

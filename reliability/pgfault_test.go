@@ -26,7 +26,7 @@ func TestPostgresBackendsTerminated(t *testing.T) {
 	db.bulkEnqueue("Ledger", "t", n, led.input(0.01))
 
 	// The terminator's own session must survive its statement.
-	killer, err := sql.Open("postgres", withAppName(t, db.dsn))
+	killer, err := sql.Open("postgres", withAppName(t, db.DSN))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestPostgresBackendsTerminated(t *testing.T) {
 	close(stop)
 	<-stopped
 	elapsed := time.Since(begin)
-	a.stop(drainTimeout)
+	a.Stop(drainTimeout)
 
 	db.checkExactlyOnce(led, n)
 	if killed.Load() == 0 {
@@ -103,20 +103,20 @@ func TestPostgresRestarted(t *testing.T) {
 	outages := 0
 	for _, at := range []int{n / 3, 2 * n / 3} {
 		db.waitFinished(at, 3*time.Minute)
-		seen := len(a.grep(`retrying`))
+		seen := len(a.Grep(`retrying`))
 		cluster.stop()
 		outages++
 		// The outage lasts a while on purpose: the daemon must ride it
 		// out, not merely reconnect at once.
 		time.Sleep(down)
-		if len(a.grep(`retrying`)) == seen {
+		if len(a.Grep(`retrying`)) == seen {
 			t.Errorf("outage %d: atpd logged no retry while the server was down", outages)
 		}
 		cluster.start()
 	}
 	db.waitTerminal(n, 5*time.Minute)
 	elapsed := time.Since(begin)
-	a.stop(drainTimeout)
+	a.Stop(drainTimeout)
 
 	db.checkExactlyOnce(led, n)
 	retries := a.countRecords(`retrying`)

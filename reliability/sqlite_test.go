@@ -53,7 +53,7 @@ func TestSQLiteSharedWithDjango(t *testing.T) {
 			}
 			for i := 0; time.Now().Before(end); {
 				ident := fmt.Sprintf("p%d-%d", p, i)
-				ans, err := prod.tryDo("enqueue", "Ledger", ident, "--json", string(input))
+				ans, err := prod.TryDo("enqueue", "Ledger", ident, "--json", string(input))
 				switch {
 				case err != nil:
 					fail("enqueue "+ident, ans, err)
@@ -72,7 +72,7 @@ func TestSQLiteSharedWithDjango(t *testing.T) {
 					// A producer polling an earlier task, as web clients do.
 					old := fmt.Sprintf("p%d-%d", p, i/2)
 					for _, cmd := range []string{"status", "log"} {
-						ans, err := prod.tryDo(cmd, "Ledger", old)
+						ans, err := prod.TryDo(cmd, "Ledger", old)
 						if err != nil || ans.Exit != 0 {
 							fail(cmd+" "+old, ans, err)
 						}
@@ -95,9 +95,9 @@ func TestSQLiteSharedWithDjango(t *testing.T) {
 	}
 	db.waitTerminal(total, 5*time.Minute)
 	elapsed := time.Since(begin)
-	a.stop(drainTimeout)
+	a.Stop(drainTimeout)
 
-	if locked := a.grep(`(?i)database is locked|SQLITE_BUSY`); len(locked) != 0 {
+	if locked := a.Grep(`(?i)database is locked|SQLITE_BUSY`); len(locked) != 0 {
 		t.Errorf("atpd met %d locking errors, the first: %s", len(locked), locked[0])
 	}
 	if total == 0 {
@@ -106,5 +106,5 @@ func TestSQLiteSharedWithDjango(t *testing.T) {
 	db.checkExactlyOnce(led, total)
 	t.Logf("FIGURES sqlite: producers=%d load=%s tasks=%d enqueue_rate=%.1f/s queue_full_answers=%d reads=%d drained_after=%s retries_logged=%d",
 		producers, loadTime.Round(time.Second), total, float64(total)/loadTime.Seconds(), fulls, reads,
-		elapsed.Round(time.Millisecond), len(a.grep(`retrying`)))
+		elapsed.Round(time.Millisecond), len(a.Grep(`retrying`)))
 }

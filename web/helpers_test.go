@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/compat/pickle"
+	"github.com/eoxserver/atpd/internal/e2e"
 	"github.com/eoxserver/atpd/internal/testdb"
 	"github.com/eoxserver/atpd/producer"
 	"github.com/eoxserver/atpd/web"
@@ -42,27 +42,12 @@ func forEachDB(t *testing.T, fn func(t *testing.T, c dbCase)) {
 
 func openStore(t *testing.T, c dbCase) djangodb.Store {
 	t.Helper()
-	var dsn string
-	if c.postgres {
-		dsn = testdb.Postgres(t, c.cfg)
-	} else {
-		dsn = testdb.SQLite(t, c.cfg)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	store, err := djangodb.Open(ctx, dsn, testdb.Options(c.cfg))
-	if err != nil {
-		t.Fatalf("open %s: %v", djangodb.RedactDSN(dsn), err)
-	}
-	t.Cleanup(func() { store.Close() })
-	return store
+	return e2e.OpenStore(t, e2e.FreshDSN(t, c.postgres, c.cfg), testdb.Options(c.cfg))
 }
 
 func ctxT(t *testing.T) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
+	return e2e.Context(t, time.Minute)
 }
 
 // Identifiers that exercise escaping: markup, and characters that mean
@@ -211,16 +196,7 @@ func getJSON[T any](t *testing.T, url string, wantCode int) T {
 	return v
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
-}
+func testLogger(t *testing.T) *slog.Logger { return e2e.Logger(t) }
 
 // newHandler is web.New with a fresh registry and the test's logger.
 func newHandler(t *testing.T, store djangodb.Store, opts web.Options) (http.Handler, *prometheus.Registry) {

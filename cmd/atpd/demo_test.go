@@ -68,9 +68,9 @@ func TestDemo(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			p := startAtpd(t, "demo", noPythonEnv(t), c.args...)
 			if code := p.wait(2 * time.Minute); code != 0 {
-				t.Fatalf("atpd demo: exit %d\n%s", code, p.out)
+				t.Fatalf("atpd demo: exit %d\n%s", code, p.Out)
 			}
-			out := p.out.String()
+			out := p.Out.String()
 			if !regexp.MustCompile(fmt.Sprintf(`demo: %d/%d tasks done \(100%%\): %d finished, 0 failed`, c.count, c.count, c.count)).MatchString(out) {
 				t.Errorf("no final progress line:\n%s", out)
 			}
@@ -97,7 +97,7 @@ func TestDemo(t *testing.T) {
 				}
 			}
 
-			path := filepath.Join(p.cmd.Dir, c.db)
+			path := filepath.Join(p.Cmd.Dir, c.db)
 			store := openTestStore(t, path)
 			ctx := context.Background()
 			typ, err := store.Type(ctx, demoType)
@@ -164,12 +164,12 @@ func TestDemoInterrupted(t *testing.T) {
 	p.waitLine(`^demo: [1-9]\d*/100000 tasks done`, time.Minute)
 	p.signal(syscall.SIGINT)
 	if code := p.wait(time.Minute); code != 128+int(syscall.SIGINT) {
-		t.Fatalf("exit %d, want 130\n%s", code, p.out)
+		t.Fatalf("exit %d, want 130\n%s", code, p.Out)
 	}
-	if !strings.Contains(p.out.String(), "atpd demo interrupted") {
-		t.Errorf("the summary does not say it was interrupted:\n%s", p.out)
+	if !strings.Contains(p.Out.String(), "atpd demo interrupted") {
+		t.Errorf("the summary does not say it was interrupted:\n%s", p.Out)
 	}
-	store := openTestStore(t, filepath.Join(p.cmd.Dir, "atpd.sqlite3"))
+	store := openTestStore(t, filepath.Join(p.Cmd.Dir, "atpd.sqlite3"))
 	list, err := store.Instances(context.Background(), djangodb.InstanceFilter{})
 	if err != nil {
 		t.Fatal(err)
@@ -190,12 +190,12 @@ func TestDemoInterrupted(t *testing.T) {
 func TestDemoProducerFails(t *testing.T) {
 	p := startAtpd(t, "demo", noPythonEnv(t), "demo", "--count", "100000", "--max-queue-size", "16")
 	p.waitLine(`^demo: [1-9]\d*/100000 tasks done`, time.Minute)
-	db := "sqlite:" + filepath.Join(p.cmd.Dir, "atpd.sqlite3")
+	db := "sqlite:" + filepath.Join(p.Cmd.Dir, "atpd.sqlite3")
 	if code, stdout, stderr := runCLI(t, "", "unregister", demoType, "--force", "--db", db); code != 0 {
 		t.Fatalf("unregister --force: exit %d\n%s%s", code, stdout, stderr)
 	}
 	if code := p.wait(time.Minute); code != 1 {
-		t.Fatalf("exit %d, want 1\n%s", code, p.out)
+		t.Fatalf("exit %d, want 1\n%s", code, p.Out)
 	}
 	p.waitLine(`demo: enqueueing stopped: .*SequenceSum::demo-.*not found`, time.Second)
 }
@@ -225,7 +225,7 @@ func TestDaemonWithoutPython(t *testing.T) {
 			p := startAtpd(t, "nopython", noPythonEnv(t), append(args, c.extra...)...)
 			if !c.start {
 				if code := p.wait(time.Minute); code != 1 {
-					t.Fatalf("exit %d, want 1\n%s", code, p.out)
+					t.Fatalf("exit %d, want 1\n%s", code, p.Out)
 				}
 				p.waitLine(`start-up failed.*python`, time.Second)
 				return

@@ -32,7 +32,7 @@ const (
 // Python path only from the command line, as an operator would give them.
 func (d *e2eDB) settingsEnv() []string {
 	var env []string
-	for _, kv := range d.djEnv {
+	for _, kv := range d.Env {
 		k, _, _ := strings.Cut(kv, "=")
 		if k == "DJANGO_SETTINGS_MODULE" || k == "PYTHONPATH" {
 			continue
@@ -74,7 +74,7 @@ func TestE2EDemo(t *testing.T) {
 				args := db.daemonArgs("-n", "2")
 				if tc.kind.pg {
 					// Trust authentication ignores it; the logs must not show it.
-					u, err := url.Parse(db.dsn)
+					u, err := url.Parse(db.DSN)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -112,7 +112,7 @@ func TestE2EDemo(t *testing.T) {
 				t.Errorf("response %q %q, want \"15.0\" text/plain", resp.Text, resp.MimeType)
 			}
 			var stored string
-			if err := db.sql.QueryRow(`SELECT response FROM processes_response`).Scan(&stored); err != nil {
+			if err := db.SQL.QueryRow(`SELECT response FROM processes_response`).Scan(&stored); err != nil {
 				t.Fatal(err)
 			}
 			if stored != "eJwzNNUzAAAB8wDF" {
@@ -124,7 +124,7 @@ func TestE2EDemo(t *testing.T) {
 				t.Errorf("exit code %d after SIGINT, want 0", code)
 			}
 			p.waitLine(idPrefix+`INFO: ATPD: terminated`, time.Second)
-			if strings.Contains(p.out.String(), secretPassword) {
+			if strings.Contains(p.Out.String(), secretPassword) {
 				t.Errorf("the output shows the database password")
 			}
 			db.assertNoTaskInFlight()
@@ -296,7 +296,7 @@ func TestE2EKilledDaemon(t *testing.T) {
 				_, err := os.Stat(marker)
 				return err == nil
 			})
-			a.cmd.Process.Kill()
+			a.Cmd.Process.Kill()
 			a.wait(exitTimeout)
 			if s := db.status("Once", "t1"); s != int(djangodb.Running) {
 				t.Fatalf("after SIGKILL the task is %s, want RUNNING", djangodb.Status(s))

@@ -216,7 +216,7 @@ func TestOperatorCommands(t *testing.T) {
 						if inst.InstanceID != py.ID || inst.Status != "ACCEPTED" || inst.StatusCode != 1 || inst.Type != "SequenceSum" || inst.Identifier != "j1" {
 							t.Errorf("status --json %+v, Django's instance id %d", inst, py.ID)
 						}
-						if inst.Inserted == nil || !sameInstant(t, *inst.Inserted, py.TimeInsert, db.cfg.TimeZone) {
+						if inst.Inserted == nil || !sameInstant(t, *inst.Inserted, py.TimeInsert, db.Cfg.TimeZone) {
 							t.Errorf("inserted %v, Django reads %s", inst.Inserted, py.TimeInsert)
 						}
 					}},
@@ -381,7 +381,7 @@ func TestQueueFull(t *testing.T) {
 				t.Helper()
 				p := startAtpd(t, strings.Join(a[:2], "-"), baseEnv(), args(a...)...)
 				code := p.wait(time.Minute)
-				return code, p.out.String(), ""
+				return code, p.Out.String(), ""
 			}
 			db.producer("register", "SequenceSum", "tools.atp_demo.handler")
 			for i := range 2 {
@@ -426,10 +426,10 @@ func TestQueueFull(t *testing.T) {
 				// A daemon takes a task: tracker.dequeueTask.
 				db.producer("dequeue", "99")
 				if code := p.wait(time.Minute); code != 0 {
-					t.Fatalf("enqueue --wait: exit %d:\n%s", code, p.out)
+					t.Fatalf("enqueue --wait: exit %d:\n%s", code, p.Out)
 				}
-				if !strings.Contains(p.out.String(), "enqueued SequenceSum::w") {
-					t.Errorf("output: %s", p.out)
+				if !strings.Contains(p.Out.String(), "enqueued SequenceSum::w") {
+					t.Errorf("output: %s", p.Out)
 				}
 				if got := db.pyInput("SequenceSum", "w"); got != "[2]" {
 					t.Errorf("Python reads input %s", got)
@@ -441,10 +441,10 @@ func TestQueueFull(t *testing.T) {
 				p.waitLine(`queue full; waiting for room`, time.Minute)
 				p.signal(syscall.SIGINT)
 				if code := p.wait(time.Minute); code != exitQueueFull {
-					t.Fatalf("interrupted enqueue --wait: exit %d, want %d:\n%s", code, exitQueueFull, p.out)
+					t.Fatalf("interrupted enqueue --wait: exit %d, want %d:\n%s", code, exitQueueFull, p.Out)
 				}
-				if !strings.Contains(p.out.String(), "interrupted") {
-					t.Errorf("output does not say it was interrupted: %s", p.out)
+				if !strings.Contains(p.Out.String(), "interrupted") {
+					t.Errorf("output does not say it was interrupted: %s", p.Out)
 				}
 				if st := db.status("SequenceSum", "i"); st != -1 {
 					t.Errorf("an interrupted enqueue left an instance (status %d)", st)

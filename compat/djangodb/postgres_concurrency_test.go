@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/internal/e2e"
 	"github.com/eoxserver/atpd/internal/testdb"
 )
 
@@ -329,41 +329,8 @@ func helperProcess(t *testing.T, dsn string) claimer {
 // batch mode until it reports QueueEmpty.
 func djangoTracker(t *testing.T, dsn string, c testdb.Config) claimer {
 	t.Helper()
-	root := testdb.RepoRoot(t)
-	cmd := exec.CommandContext(t.Context(), testdb.Python(t), filepath.Join(root, "integration", "producer.py"), "batch")
-	cmd.Env = testdb.DjangoEnv(t, dsn, c)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start producer.py: %v", err)
-	}
-	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
-	out := bufio.NewScanner(stdout)
-	type reply struct {
-		Exit    int
-		Error   string
-		Message string
-		Result  json.RawMessage
-	}
-	call := func(args ...any) (reply, error) {
-		line, _ := json.Marshal(args)
-		if _, err := stdin.Write(append(line, '\n')); err != nil {
-			return reply{}, err
-		}
-		if !out.Scan() {
-			return reply{}, fmt.Errorf("producer.py ended: %v", out.Err())
-		}
-		var r reply
-		err := json.Unmarshal(out.Bytes(), &r)
-		return r, err
-	}
+	live := e2e.NewProducer(t, dsn, c).Live()
+	call := func(args ...any) (e2e.Answer, error) { return live.Send(args) }
 	return claimer{
 		name: "Django tracker (producer.py)",
 		ready: func() {

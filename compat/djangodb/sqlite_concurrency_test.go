@@ -1,86 +1,34 @@
 package djangodb_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/internal/e2e"
 	"github.com/eoxserver/atpd/internal/testdb"
 )
 
-// batchProducer is integration/producer.py in batch mode: one Python
+// sqliteProducer is integration/producer.py in batch mode: one Python
 // process running tracker.py calls, one JSON line in and out each.
-type sqliteProducer struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Scanner
-}
+type sqliteProducer struct{ *e2e.LiveProducer }
 
-type sqliteProducerReply struct {
-	Exit    int             `json:"exit"`
-	Result  json.RawMessage `json:"result"`
-	Error   string          `json:"error"`
-	Message string          `json:"message"`
-}
+type sqliteProducerReply = e2e.Answer
 
 func startSQLiteProducer(t testing.TB, path string, c testdb.Config) *sqliteProducer {
 	t.Helper()
-	py := testdb.Python(t)
-	cmd := exec.Command(py, "producer.py", "batch")
-	cmd.Dir = filepath.Join(testdb.RepoRoot(t), "integration")
-	cmd.Env = testdb.DjangoEnv(t, "sqlite:"+path, c)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start producer.py: %v", err)
-	}
-	p := &sqliteProducer{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
-	p.out.Buffer(make([]byte, 1<<20), 1<<24)
-	t.Cleanup(func() {
-		p.stdin.Close()
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("producer.py batch exited: %v\n%s", err, stderr.String())
-		}
-	})
-	return p
+	p := e2e.NewProducer(t, "sqlite:"+path, c)
+	p.Buffer = 1 << 24
+	return &sqliteProducer{p.Live()}
 }
 
-func (p *sqliteProducer) call(args ...any) (sqliteProducerReply, error) {
-	line, err := json.Marshal(args)
-	if err != nil {
-		return sqliteProducerReply{}, err
-	}
-	if _, err := fmt.Fprintf(p.stdin, "%s\n", line); err != nil {
-		return sqliteProducerReply{}, fmt.Errorf("producer %s: write: %w", line, err)
-	}
-	if !p.out.Scan() {
-		return sqliteProducerReply{}, fmt.Errorf("producer %s: no reply: %v", line, p.out.Err())
-	}
-	var r sqliteProducerReply
-	if err := json.Unmarshal(p.out.Bytes(), &r); err != nil {
-		return sqliteProducerReply{}, fmt.Errorf("producer %s: bad reply %q: %w", line, p.out.Bytes(), err)
-	}
-	return r, nil
-}
+func (p *sqliteProducer) call(args ...any) (sqliteProducerReply, error) { return p.Send(args) }
 
 // TestSQLiteConcurrentDjangoProducer lets a Django producer enqueue into the
 // file as fast as it can while the store claims, starts, answers and
