@@ -526,16 +526,24 @@ func (s *pgStore) Release(ctx context.Context, id int64, starts int, to Status, 
 	var wrote bool
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		wrote = false
-		// The instance is locked before the checks; the waiting-row check
+		// Lock the instance in a statement of its own: under READ COMMITTED
+		// a statement that waits for a row lock re-reads only the locked
+		// row, while its subqueries keep the snapshot from before the wait,
+		// so a start committed meanwhile by another daemon would go unseen.
+		// The checks run after, on a fresh snapshot. The waiting-row check
 		// takes no task lock, which keeps the task-then-instance order safe.
-		var ours bool
-		err := tx.QueryRowContext(ctx, `SELECT i.status IN (3, 4)
-				AND NOT EXISTS (SELECT 1 FROM processes_task k WHERE k.instance_id = i.id AND k.lock = 0)
-				AND (`+pgStarts+`) = $2
-			FROM processes_instance i WHERE i.id = $1 FOR UPDATE OF i`, id, starts).Scan(&ours)
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM processes_instance WHERE id = $1 FOR UPDATE`, id).Scan(new(int))
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
+		if err != nil {
+			return err
+		}
+		var ours bool
+		err = tx.QueryRowContext(ctx, `SELECT i.status IN (3, 4)
+				AND NOT EXISTS (SELECT 1 FROM processes_task k WHERE k.instance_id = i.id AND k.lock = 0)
+				AND (`+pgStarts+`) = $2
+			FROM processes_instance i WHERE i.id = $1`, id, starts).Scan(&ours)
 		if err != nil || !ours {
 			return err
 		}
