@@ -38,7 +38,7 @@ func (d *Daemon) runTask(slot int, st djangodb.StartedTask) {
 			d.log.Error("ATPD: panic while running a task", "worker", slot, "type", ref.Type,
 				"identifier", ref.Identifier, "instance_id", ref.ID, "panic", r, "stack", string(debug.Stack()))
 			if !written {
-				d.failAfterPanic(ref, r)
+				d.failAfterPanic(ref, st.Starts, r)
 			}
 		}
 		free()
@@ -187,7 +187,7 @@ func (d *Daemon) writeOutcome(st djangodb.StartedTask, c djangodb.Completion, in
 	case r.err == nil:
 		return r, true
 	case errors.As(r.err, &sp):
-		d.failAfterPanic(st.Ref(), sp.value)
+		d.failAfterPanic(st.Ref(), st.Starts, sp.value)
 		return r, false
 	case errors.Is(r.err, djangodb.ErrNotFound), errors.Is(r.err, errGaveUp):
 		d.outcomeLost(st, r.err, log)
@@ -339,18 +339,29 @@ func (d *Daemon) outcomeLost(st djangodb.StartedTask, err error, log *slog.Logge
 	return true
 }
 
-func (d *Daemon) failAfterPanic(ref djangodb.InstanceRef, r any) {
+// failAfterPanic ends a task FAILED after a panic in the daemon. It writes
+// through Release, so that a panic after the task's outcome was
+// committed (in an observer or a log call) cannot turn FINISHED into FAILED.
+func (d *Daemon) failAfterPanic(ref djangodb.InstanceRef, starts int, r any) {
 	defer func() {
 		if r2 := recover(); r2 != nil {
 			d.log.Error("ATPD: panic while failing a task after a panic", "instance_id", ref.ID, "panic", r2)
 		}
 	}()
 	msg := cleanText(fmt.Sprintf("atpd: internal error while running the task: %v", r))
+	var wrote bool
 	err := d.persist("set FAILED after panic", ref, func(ctx context.Context) error {
-		return d.store.SetStatus(ctx, ref.ID, djangodb.Failed, msg)
+		var err error
+		wrote, err = d.store.Release(ctx, ref.ID, starts, djangodb.Failed, msg)
+		return err
 	})
 	if err != nil {
 		d.log.Error("ATPD: could not fail the task after a panic", "instance_id", ref.ID, "error", err)
+		return
+	}
+	if !wrote {
+		d.log.Warn("ATPD: task already ended or moved on before the panic; left as is", "type", ref.Type,
+			"identifier", ref.Identifier, "instance_id", ref.ID)
 		return
 	}
 	d.n.failed.Add(1)
