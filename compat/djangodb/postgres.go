@@ -375,7 +375,7 @@ func (s *pgStore) Dequeue(ctx context.Context, serverID int64, limit int, messag
 				SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS v(id, tu, tl)
 			), u AS (
 				UPDATE processes_instance i SET status = 2, "timeUpdate" = v.tu FROM v
-				WHERE i.id = v.id AND i.status NOT IN (2, 3) RETURNING i.id
+				WHERE i.id = v.id AND i.status NOT IN (2, 3, 5, 6) RETURNING i.id
 			), l AS (
 				INSERT INTO processes_logrecord (instance_id, time, status, message)
 				SELECT v.id, v.tl, 2, $4 FROM v JOIN u ON u.id = v.id

@@ -39,12 +39,15 @@ const pgClaimTasks = `WITH picked AS (
 // times. Start counts starts after writing RUNNING; the statement cannot
 // see its own inserts, so the count runs over the existing records plus
 // the two new ones, with ids above any existing one. An instance already
-// SCHEDULED or RUNNING is skipped (see pgDropTwins, which also runs here).
+// SCHEDULED or RUNNING is skipped (see pgDropTwins, which also runs here),
+// and so is a FINISHED or FAILED one: the tracker's API gives a waiting row
+// only to an ACCEPTED instance, so such a row is a twin whose run another
+// claimer completed while this one waited between its two statements.
 const pgStartClaimed = `WITH v AS (
 		SELECT id, n - 1 AS k FROM unnest($1::bigint[]) WITH ORDINALITY AS v(id, n)
 	), u AS (
 		UPDATE processes_instance i SET status = 3, "timeUpdate" = $2::timestamptz + (3 * v.k + 1) * interval '1 microsecond'
-		FROM v WHERE i.id = v.id AND i.status NOT IN (2, 3) RETURNING i.id, i.type_id, i.identifier, i."timeUpdate", v.k
+		FROM v WHERE i.id = v.id AND i.status NOT IN (2, 3, 5, 6) RETURNING i.id, i.type_id, i.identifier, i."timeUpdate", v.k
 	), d AS (` + pgDropTwins + `
 	), l AS (
 		INSERT INTO processes_logrecord (instance_id, time, status, message)

@@ -427,8 +427,9 @@ func (s *sqliteStore) probeQueue(ctx context.Context, op string) error {
 
 // sqliteTakeWaiting deletes up to limit waiting task rows, oldest first,
 // and returns the instances to schedule, in queue order and each once, with
-// the number of rows taken. An instance that is already SCHEDULED or
-// RUNNING is left out (its row was a duplicate of a task being run), and
+// the number of rows taken. An instance that is already SCHEDULED, RUNNING,
+// FINISHED or FAILED is left out (its row was a duplicate of a task being
+// or having been run), and
 // every other waiting row of the instances seen is deleted as a duplicate:
 // one instance runs once. The transaction holds the file's write lock, so
 // nothing changes between these statements.
@@ -473,7 +474,9 @@ func sqliteTakeWaiting(ctx context.Context, tx *sql.Tx, limit int) ([]int64, int
 			// Left in: the caller drops an orphan row as it always did.
 		case err != nil:
 			return nil, 0, err
-		case status == Scheduled || status == Running:
+		case status == Scheduled || status == Running || status.Terminal():
+			// A twin of a run under way or already ended: the tracker's
+			// API gives a waiting row only to an ACCEPTED instance.
 			continue
 		}
 		out = append(out, c.inst)

@@ -40,13 +40,14 @@ var claimers = []struct {
 }
 
 // testClaimTwins: a twin row of an instance another claimer scheduled or
-// started is dropped without touching the instance, and claiming an
-// instance drops all its other waiting rows.
+// started, or whose run already ended (a claimer that took the twin while
+// the other claimer ran the task to the end), is dropped without touching
+// the instance, and claiming an instance drops all its other waiting rows.
 func testClaimTwins(t *testing.T, e *env) {
 	e.register("Q", 60, -1, 2)
 	for n, cl := range claimers {
 		t.Run(cl.name, func(t *testing.T) {
-			for _, taken := range []djangodb.Status{djangodb.Scheduled, djangodb.Running} {
+			for _, taken := range []djangodb.Status{djangodb.Scheduled, djangodb.Running, djangodb.Finished, djangodb.Failed} {
 				t.Run("twin of "+taken.String(), func(t *testing.T) {
 					e.exec(`DELETE FROM processes_task`)
 					id := e.enqueue("Q", fmt.Sprintf("t%d-%s", n, taken), "")
