@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -63,12 +64,22 @@ func startBrowser(t *testing.T) *browser {
 		}
 		t.Skipf("%s not installed (apt-get install chromium); skipping the browser test", chromiumPath)
 	}
+	// Not t.TempDir: Chromium's helper processes may still write into the
+	// profile for a moment after the browser is killed, and TempDir's
+	// cleanup fails the test on a directory that is not empty.
+	profile, err := os.MkdirTemp("", "atpd-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, chromiumPath,
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+t.TempDir(), "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+		"--user-data-dir="+profile, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
 		"about:blank")
+	// Its own process group, so that the renderers and helpers die with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +91,15 @@ func startBrowser(t *testing.T) *browser {
 	t.Cleanup(func() {
 		cancel()
 		cmd.Wait()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			err := os.RemoveAll(profile)
+			if err == nil || time.Now().After(deadline) {
+				if err != nil {
+					t.Logf("chromium profile %s left behind: %v", profile, err)
+				}
+				break
+			}
+		}
 	})
 	// Chromium announces its endpoint on stderr once it listens.
 	found := make(chan string, 1)
