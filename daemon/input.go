@@ -3,10 +3,8 @@ package daemon
 import (
 	"bytes"
 	"compress/zlib"
-	"encoding/base64"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/eoxserver/atpd/compat/pickle"
 	"github.com/eoxserver/atpd/executor"
@@ -27,8 +25,9 @@ func checkInputSize(text string, max int64) error {
 	if max <= 0 {
 		return nil
 	}
-	raw, ok := lenientBase64(text)
-	if !ok {
+	// Python's lenient b64decode, as every executor reads the text.
+	raw, err := pickle.Unbase64(text)
+	if err != nil {
 		return nil
 	}
 	// Most inputs are far too small to inflate past the limit; they cost
@@ -47,27 +46,4 @@ func checkInputSize(text string, max int64) error {
 		return fmt.Errorf("%w: pickle: %w: decompressed input exceeds %d bytes (max_input_size)", executor.ErrInput, pickle.ErrTooLarge, max)
 	}
 	return nil
-}
-
-// lenientBase64 decodes the stored text as Python's b64decode did for
-// tracker.startTask: characters outside the alphabet (newlines from
-// base64.encodestring) are dropped, and a b'...' wrapper (a Python 3
-// producer storing bytes in a TextField) is removed.
-func lenientBase64(text string) ([]byte, bool) {
-	t := strings.TrimSpace(text)
-	if len(t) >= 3 && t[0] == 'b' && (t[1] == '\'' || t[1] == '"') && t[len(t)-1] == t[1] {
-		t = t[2 : len(t)-1]
-	}
-	clean := strings.Map(func(r rune) rune {
-		switch {
-		case 'A' <= r && r <= 'Z', 'a' <= r && r <= 'z', '0' <= r && r <= '9', r == '+', r == '/', r == '=':
-			return r
-		}
-		return -1
-	}, t)
-	raw, err := base64.StdEncoding.DecodeString(clean)
-	if err != nil || len(raw) == 0 {
-		return nil, false
-	}
-	return raw, true
 }
