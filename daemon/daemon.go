@@ -105,6 +105,11 @@ type Daemon struct {
 
 	n   counters
 	obs *observer
+
+	// abandoned maps an instance to the channel closed when its
+	// abandoned handler returns (see call).
+	abandonedMu sync.Mutex
+	abandoned   map[int64]chan struct{}
 }
 
 // New checks cfg and returns a daemon that is not yet running.
@@ -501,29 +506,47 @@ func (d *Daemon) listen() {
 // outcome reaches the database. A write refused for good leaves the task
 // as it is, for the zombie sweep to take after its timeout.
 func (d *Daemon) persist(what string, ref djangodb.InstanceRef, write func(ctx context.Context) error) error {
-	backoff := retryBackoffMin
-	for attempt := 1; ; attempt++ {
+	err := d.retrying(what, ref, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.StoreTimeout)
-		err := write(ctx)
-		cancel()
-		if err == nil || errors.Is(err, djangodb.ErrNotFound) {
+		defer cancel()
+		return write(ctx)
+	})
+	if err != nil && !errors.Is(err, djangodb.ErrNotFound) && !errors.Is(err, errGaveUp) {
+		d.log.Error("ATPD: store write refused; not retrying, the zombie sweep will take the task after its timeout",
+			append(opAttrs(what, ref), "error", err)...)
+		return fmt.Errorf("daemon: %s of instance %d: refused: %w", what, ref.ID, err)
+	}
+	return err
+}
+
+// retrying runs attempt until it succeeds or fails in a way a retry cannot
+// mend (ErrNotFound, a panic in the store, an error that is not
+// djangodb.Transient), retrying with capped exponential backoff; it gives
+// up, with errGaveUp, when Abort stops waiting for the database.
+func (d *Daemon) retrying(what string, ref djangodb.InstanceRef, attempt func() error) error {
+	backoff := retryBackoffMin
+	for n := 1; ; n++ {
+		err := attempt()
+		var sp *storePanic
+		if err == nil || errors.Is(err, djangodb.ErrNotFound) || errors.As(err, &sp) || !djangodb.Transient(err) {
 			return err
 		}
-		attrs := []any{"operation", what}
-		if ref.Type != "" { // unknown before Start has read the instance
-			attrs = append(attrs, "type", ref.Type, "identifier", ref.Identifier)
-		}
-		attrs = append(attrs, "instance_id", ref.ID, "attempt", attempt)
-		if !djangodb.Transient(err) {
-			d.log.Error("ATPD: store write refused; not retrying, the zombie sweep will take the task after its timeout",
-				append(attrs, "error", err)...)
-			return fmt.Errorf("daemon: %s of instance %d: refused: %w", what, ref.ID, err)
-		}
-		attrs = append(attrs, "retry_in", backoff, "error", err)
-		d.log.Warn("ATPD: store write failed; retrying", attrs...)
+		d.log.Warn("ATPD: store write failed; retrying", append(opAttrs(what, ref), "attempt", n, "retry_in", backoff, "error", err)...)
 		if !d.retryWait(backoff) {
-			return fmt.Errorf("daemon: %s of instance %d: gave up after %d attempts at shutdown: %w", what, ref.ID, attempt, err)
+			return fmt.Errorf("daemon: %s: %w after %d attempts: %w", what, errGaveUp, n, err)
 		}
 		backoff = min(2*backoff, retryBackoffMax)
 	}
+}
+
+// opAttrs names an operation and, as far as known, its task for logs.
+func opAttrs(what string, ref djangodb.InstanceRef) []any {
+	attrs := []any{"operation", what}
+	if ref.Type != "" { // unknown before the task's row was read
+		attrs = append(attrs, "type", ref.Type, "identifier", ref.Identifier)
+	}
+	if ref.ID != 0 {
+		attrs = append(attrs, "instance_id", ref.ID)
+	}
+	return attrs
 }

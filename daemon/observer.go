@@ -22,6 +22,13 @@ type Observer interface {
 	TaskReenqueued(typ string)
 	// SetBusy: the number of workers running a task changed to n.
 	SetBusy(n int)
+	// OutcomeDiscarded: writes of a run were dropped because the run no
+	// longer owned its task; reason is a djangodb.Discard* word, or
+	// "released" for a cancellation Store.Release did not write.
+	OutcomeDiscarded(typ, reason string)
+	// SetAbandoned: the number of handlers that ignored cancellation and
+	// still run changed to n.
+	SetAbandoned(n int)
 }
 
 // observer serialises SetBusy with the counter it reports, so that two
@@ -50,3 +57,5 @@ func (nopObserver) TaskStarted(string)                                  {}
 func (nopObserver) TaskFinished(string, djangodb.Status, time.Duration) {}
 func (nopObserver) TaskReenqueued(string)                               {}
 func (nopObserver) SetBusy(int)                                         {}
+func (nopObserver) OutcomeDiscarded(string, string)                     {}
+func (nopObserver) SetAbandoned(int)                                    {}

@@ -17,10 +17,42 @@ type recorder struct {
 	outcomes   map[string]int // "type status"
 	reenqueued map[string]int
 	busy       []int
+	discarded  map[string]int // "type reason"
+	abandoned  []int
 }
 
 func newRecorder() *recorder {
-	return &recorder{started: map[string]int{}, outcomes: map[string]int{}, reenqueued: map[string]int{}}
+	return &recorder{started: map[string]int{}, outcomes: map[string]int{}, reenqueued: map[string]int{}, discarded: map[string]int{}}
+}
+
+func (r *recorder) OutcomeDiscarded(typ, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.discarded[typ+" "+reason]++
+}
+
+func (r *recorder) SetAbandoned(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.abandoned = append(r.abandoned, n)
+}
+
+// discards returns how many discards of typ for reason were counted.
+func (r *recorder) discards(typ, reason string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.discarded[typ+" "+reason]
+}
+
+// maxAbandoned returns the highest abandoned-handlers gauge value seen.
+func (r *recorder) maxAbandoned() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := 0
+	for _, n := range r.abandoned {
+		m = max(m, n)
+	}
+	return m
 }
 
 func (r *recorder) TaskStarted(typ string) {

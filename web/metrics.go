@@ -25,6 +25,8 @@ type Metrics struct {
 	reenqueued *prometheus.CounterVec
 	runtime    *prometheus.HistogramVec
 	busy       prometheus.Gauge
+	discarded  *prometheus.CounterVec
+	abandoned  prometheus.Gauge
 }
 
 // RunTimeBuckets are the run-time histogram's upper bounds in seconds:
@@ -48,8 +50,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: namespace, Name: "workers_busy",
 			Help: "Workers of this daemon running a task.",
 		}),
+		discarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "outcomes_discarded_total",
+			Help: "Writes of a run dropped because the run no longer owned its task (re-enqueued, started again, ended by someone else), by task type and reason.",
+		}, []string{"type", "reason"}),
+		abandoned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "handlers_abandoned",
+			Help: "Go handlers that ignored cancellation and still run; their tasks are not run again by this daemon until they return.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.started, m.finished, m.failed, m.reenqueued, m.runtime, m.busy} {
+	for _, c := range []prometheus.Collector{m.started, m.finished, m.failed, m.reenqueued, m.runtime, m.busy, m.discarded, m.abandoned} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("web: register metrics: %w", err)
 		}
@@ -94,6 +104,20 @@ func (m *Metrics) TaskReenqueued(typ string) {
 func (m *Metrics) SetBusy(n int) {
 	if m != nil {
 		m.busy.Set(float64(n))
+	}
+}
+
+// OutcomeDiscarded counts a run's writes dropped by the fence.
+func (m *Metrics) OutcomeDiscarded(typ, reason string) {
+	if m != nil {
+		m.discarded.WithLabelValues(typ, reason).Inc()
+	}
+}
+
+// SetAbandoned sets the number of abandoned handlers still running.
+func (m *Metrics) SetAbandoned(n int) {
+	if m != nil {
+		m.abandoned.Set(float64(n))
 	}
 }
 

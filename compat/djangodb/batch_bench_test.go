@@ -63,7 +63,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 								}
 								cs := make([]djangodb.Completion, len(sts))
 								for i, st := range sts {
-									cs[i] = djangodb.Completion{InstanceID: st.InstanceID, Outcome: djangodb.OutcomeFinish,
+									cs[i] = djangodb.Completion{InstanceID: st.InstanceID, Starts: st.Starts, Outcome: djangodb.OutcomeFinish,
 										Writes: []djangodb.Write{djangodb.ResponseWrite([]byte("15.0"), "text/plain")}}
 								}
 								res, err := s.Complete(ctx, cs)

@@ -121,7 +121,7 @@ func (s *sqliteStore) enqueueMany(ctx context.Context, typ string, tasks []NewTa
 			return err
 		}
 		defer task.Close()
-		message := storableText(message)
+		message := StorableText(message)
 		for _, t := range tasks {
 			base := processClock.reserve(3)
 			now := s.tf.format(base)

@@ -375,7 +375,7 @@ func (s *pgStore) Dequeue(ctx context.Context, serverID int64, limit int, messag
 				SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS v(id, tu, tl)
 			), u AS (
 				UPDATE processes_instance i SET status = 2, "timeUpdate" = v.tu FROM v
-				WHERE i.id = v.id AND i.status NOT IN (2, 3, 5, 6) RETURNING i.id
+				WHERE i.id = v.id AND i.status NOT IN (2, 3) RETURNING i.id
 			), l AS (
 				INSERT INTO processes_logrecord (instance_id, time, status, message)
 				SELECT v.id, v.tl, 2, $4 FROM v JOIN u ON u.id = v.id
@@ -418,8 +418,8 @@ const pgDropTwins = `DELETE FROM processes_task WHERE id IN (
 		SELECT id FROM processes_task WHERE instance_id = ANY($1) AND lock = 0 FOR UPDATE SKIP LOCKED
 	)`
 
-// pgText makes free text storable (see storableText).
-func pgText(s string) string { return storableText(s) }
+// pgText makes free text storable (see StorableText).
+func pgText(s string) string { return StorableText(s) }
 
 // pgTime renders t for a timestamptz[] array literal, to the microsecond.
 func pgTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.999999Z07:00") }
@@ -539,12 +539,10 @@ func (s *pgStore) Release(ctx context.Context, id int64, starts int, to Status, 
 		if err != nil {
 			return err
 		}
-		var ours bool
-		err = tx.QueryRowContext(ctx, `SELECT i.status IN (3, 4)
-				AND NOT EXISTS (SELECT 1 FROM processes_task k WHERE k.instance_id = i.id AND k.lock = 0)
-				AND (`+pgStarts+`) = $2
-			FROM processes_instance i WHERE i.id = $1`, id, starts).Scan(&ours)
-		if err != nil || !ours {
+		var st RunState
+		var rid int64
+		err = tx.QueryRowContext(ctx, pgRunState, pq.Array([]int64{id})).Scan(&rid, &st.Status, &st.Queued, &st.Starts)
+		if err != nil || (Completion{InstanceID: id, Starts: starts}).Fence(st) != "" {
 			return err
 		}
 		stmt := pgSetStatus

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,15 +40,14 @@ const pgClaimTasks = `WITH picked AS (
 // times. Start counts starts after writing RUNNING; the statement cannot
 // see its own inserts, so the count runs over the existing records plus
 // the two new ones, with ids above any existing one. An instance already
-// SCHEDULED or RUNNING is skipped (see pgDropTwins, which also runs here),
-// and so is a FINISHED or FAILED one: the tracker's API gives a waiting row
-// only to an ACCEPTED instance, so such a row is a twin whose run another
-// claimer completed while this one waited between its two statements.
+// SCHEDULED or RUNNING is skipped (see pgDropTwins, which also runs here).
+// A FINISHED or FAILED one is started: its waiting row is a request to run
+// it again, as the reference daemon treats it.
 const pgStartClaimed = `WITH v AS (
 		SELECT id, n - 1 AS k FROM unnest($1::bigint[]) WITH ORDINALITY AS v(id, n)
 	), u AS (
 		UPDATE processes_instance i SET status = 3, "timeUpdate" = $2::timestamptz + (3 * v.k + 1) * interval '1 microsecond'
-		FROM v WHERE i.id = v.id AND i.status NOT IN (2, 3, 5, 6) RETURNING i.id, i.type_id, i.identifier, i."timeUpdate", v.k
+		FROM v WHERE i.id = v.id AND i.status NOT IN (2, 3) RETURNING i.id, i.type_id, i.identifier, i."timeUpdate", v.k
 	), d AS (` + pgDropTwins + `
 	), l AS (
 		INSERT INTO processes_logrecord (instance_id, time, status, message)
@@ -152,6 +152,84 @@ const pgBatchResponse = `WITH v AS (
 
 const pgStatusOf = `SELECT id, status FROM processes_instance WHERE id = ANY($1)`
 
+// pgLockRun locks the instances of a round, in id order so that two
+// completers cannot deadlock, skipping rows another transaction holds:
+// one task's row held by a slow transaction (a producer, a sweep) must
+// not hold back the others' outcomes. FOR UPDATE also conflicts with the
+// KEY SHARE lock a producer's re-enqueue takes to insert its task row, so
+// the fence below cannot miss a waiting row committed meanwhile.
+const pgLockRun = `SELECT id FROM processes_instance WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED`
+
+// pgExisting lists which of $1 exist, without waiting for their locks.
+const pgExisting = `SELECT id FROM processes_instance WHERE id = ANY($1)`
+
+// pgRunState reads the fence's state (RunState) of the instances $1. It
+// runs after pgLockRun, as a statement of its own: under READ COMMITTED it
+// then sees everything committed before the locks were granted.
+const pgRunState = `SELECT i.id, i.status,
+		EXISTS (SELECT 1 FROM processes_task k WHERE k.instance_id = i.id AND k.lock = 0),
+		(SELECT count(*) FROM (
+			SELECT status, lag(status) OVER w AS prev, lead(status) OVER w AS next, lead(message) OVER w AS next_msg
+			FROM processes_logrecord WHERE instance_id = i.id WINDOW w AS (ORDER BY time, id)
+		) s WHERE ` + pgCountedStart + `)
+	FROM processes_instance i WHERE i.id = ANY($1)`
+
+// fenceRound locks the instances of live and drops from it the
+// completions whose run no longer owns its instance, those whose row
+// another transaction holds, and those whose instance is gone, recording
+// why in res. It returns the completions still to write.
+func (s *pgStore) fenceRound(ctx context.Context, tx *sql.Tx, cs []Completion, res []CompletionResult, live []int) ([]int, error) {
+	ids := make([]int64, len(live))
+	for k, i := range live {
+		ids[k] = cs[i].InstanceID
+	}
+	locked, err := queryInt64s(ctx, s.stmts.in(ctx, s.db, tx, pgLockRun), pgLockRun, pq.Array(ids))
+	if err != nil {
+		return nil, err
+	}
+	var existing []int64
+	if len(locked) < len(ids) {
+		if existing, err = queryInt64s(ctx, tx, pgExisting, pq.Array(ids)); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := s.stmts.in(ctx, s.db, tx, pgRunState).QueryContext(ctx, pgRunState, pq.Array(locked))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	state := make(map[int64]RunState, len(locked))
+	for rows.Next() {
+		var id int64
+		var st RunState
+		if err := rows.Scan(&id, &st.Status, &st.Queued, &st.Starts); err != nil {
+			return nil, err
+		}
+		state[id] = st
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	owned := live[:0:0]
+	for _, i := range live {
+		c := cs[i]
+		st, ok := state[c.InstanceID]
+		switch {
+		case ok:
+			if reason := c.Fence(st); reason != "" {
+				res[i] = c.discard(res[i], reason)
+				continue
+			}
+			owned = append(owned, i)
+		case slices.Contains(existing, c.InstanceID):
+			res[i].Err = fmt.Errorf("djangodb: complete instance %d: %w", c.InstanceID, ErrBusy)
+		default:
+			res[i].Err = fmt.Errorf("djangodb: complete instance %d: %w", c.InstanceID, ErrNotFound)
+		}
+	}
+	return owned, nil
+}
+
 func (s *pgStore) Complete(ctx context.Context, cs []Completion) ([]CompletionResult, error) {
 	res, encoded := prepareCompletions(cs)
 	if len(cs) == 0 {
@@ -163,9 +241,22 @@ func (s *pgStore) Complete(ctx context.Context, cs []Completion) ([]CompletionRe
 				res[i] = CompletionResult{InstanceID: cs[i].InstanceID}
 			}
 		}
+		busy := make(map[int64]bool)
 		for _, round := range rounds(cs) {
+			// A later completion of an instance found busy must wait
+			// for the earlier one: it is busy too.
+			for _, i := range round {
+				if busy[cs[i].InstanceID] && res[i].Err == nil {
+					res[i].Err = fmt.Errorf("djangodb: complete instance %d: %w", cs[i].InstanceID, ErrBusy)
+				}
+			}
 			if err := s.completeRound(ctx, tx, cs, encoded, res, round); err != nil {
 				return err
+			}
+			for _, i := range round {
+				if errors.Is(res[i].Err, ErrBusy) {
+					busy[cs[i].InstanceID] = true
+				}
 			}
 		}
 		return nil
@@ -190,6 +281,10 @@ func (s *pgStore) completeRound(ctx context.Context, tx *sql.Tx, cs []Completion
 	}
 	if len(live) == 0 {
 		return nil
+	}
+	live, err := s.fenceRound(ctx, tx, cs, res, live)
+	if err != nil || len(live) == 0 {
+		return err
 	}
 	lastUpdate := make(map[int]time.Time)
 	for layer := range layers {
@@ -262,7 +357,8 @@ func (s *pgStore) completeRound(ctx context.Context, tx *sql.Tx, cs []Completion
 	for k, i := range live {
 		ids[k] = cs[i].InstanceID
 	}
-	rows, err := s.stmts.in(ctx, s.db, tx, pgStatusOf).QueryContext(ctx, pgStatusOf, pq.Array(ids))
+	var rows *sql.Rows
+	rows, err = s.stmts.in(ctx, s.db, tx, pgStatusOf).QueryContext(ctx, pgStatusOf, pq.Array(ids))
 	if err != nil {
 		return err
 	}

@@ -474,9 +474,9 @@ func sqliteTakeWaiting(ctx context.Context, tx *sql.Tx, limit int) ([]int64, int
 			// Left in: the caller drops an orphan row as it always did.
 		case err != nil:
 			return nil, 0, err
-		case status == Scheduled || status == Running || status.Terminal():
-			// A twin of a run under way or already ended: the tracker's
-			// API gives a waiting row only to an ACCEPTED instance.
+		case status == Scheduled || status == Running:
+			// A twin of a run under way. A waiting row of an ended
+			// instance is a producer's request to run it again.
 			continue
 		}
 		out = append(out, c.inst)
@@ -512,7 +512,7 @@ func (s *sqliteStore) setStatusAt(ctx context.Context, tx *sql.Tx, id int64, sta
 // instance's timeUpdate, as Django's auto_now on LogRecord.time gives.
 func (s *sqliteStore) insertLog(ctx context.Context, tx *sql.Tx, id int64, status Status, message string) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO processes_logrecord ("time", status, message, instance_id) VALUES (?, ?, ?, ?)`,
-		s.tf.format(processClock.now()), status, storableText(message), id)
+		s.tf.format(processClock.now()), status, StorableText(message), id)
 	return err
 }
 
@@ -545,21 +545,12 @@ func (s *sqliteStore) Release(ctx context.Context, id int64, starts int, to Stat
 	var wrote bool
 	err := s.write(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
 		wrote = false
-		var status Status
-		var queued bool
-		err := tx.QueryRowContext(ctx, `SELECT status, EXISTS (SELECT 1 FROM processes_task WHERE instance_id = ? AND "lock" = 0)
-			FROM processes_instance WHERE id = ?`, id, id).Scan(&status, &queued)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		} else if err != nil {
+		st, err := s.runState(ctx, tx, id)
+		if err != nil {
 			return err
 		}
-		if (status != Running && status != Paused) || queued {
+		if (Completion{InstanceID: id, Starts: starts}).Fence(st) != "" {
 			return nil
-		}
-		n, err := sqliteCountStarts(ctx, tx, id)
-		if err != nil || n != starts {
-			return err
 		}
 		if err := s.setStatusTx(ctx, tx, id, to, message); err != nil {
 			return err

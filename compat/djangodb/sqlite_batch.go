@@ -15,7 +15,7 @@ import (
 func (s *sqliteStore) Claim(ctx context.Context, serverID int64, limit int, message string) ([]StartedTask, error) {
 	op := fmt.Sprintf("claim for server 0x%016X", uint64(serverID))
 	limit = max(limit, 1)
-	message = storableText(message)
+	message = StorableText(message)
 	if err := s.probeQueue(ctx, op); err != nil {
 		return nil, err
 	}
@@ -122,12 +122,16 @@ func (s *sqliteStore) Complete(ctx context.Context, cs []Completion) ([]Completi
 // write lock, so nobody else changes it meanwhile.
 func (s *sqliteStore) completeOne(ctx context.Context, tx *sql.Tx, c Completion, encoded []string) (CompletionResult, error) {
 	r := CompletionResult{InstanceID: c.InstanceID}
-	err := tx.QueryRowContext(ctx, `SELECT status FROM processes_instance WHERE id = ?`, c.InstanceID).Scan(&r.Status)
-	if errors.Is(err, sql.ErrNoRows) {
+	st, err := s.runState(ctx, tx, c.InstanceID)
+	if errors.Is(err, ErrNotFound) {
 		r.Err = fmt.Errorf("djangodb: complete instance %d: %w", c.InstanceID, ErrNotFound)
 		return r, nil
 	} else if err != nil {
 		return r, err
+	}
+	r.Status = st.Status
+	if reason := c.Fence(st); reason != "" {
+		return c.discard(r, reason), nil
 	}
 	apply := func(w Write, j int) error {
 		if w.IsResponse {
@@ -154,10 +158,25 @@ func (s *sqliteStore) completeOne(ctx context.Context, tx *sql.Tx, c Completion,
 	return r, nil
 }
 
+// runState reads the fence's state of instance id (see Completion.Fence);
+// the caller's transaction holds the file's write lock.
+func (s *sqliteStore) runState(ctx context.Context, tx *sql.Tx, id int64) (RunState, error) {
+	var st RunState
+	err := tx.QueryRowContext(ctx, `SELECT status, EXISTS (SELECT 1 FROM processes_task WHERE instance_id = ? AND "lock" = 0)
+		FROM processes_instance WHERE id = ?`, id, id).Scan(&st.Status, &st.Queued)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, ErrNotFound
+	} else if err != nil {
+		return st, err
+	}
+	st.Starts, err = sqliteCountStarts(ctx, tx, id)
+	return st, err
+}
+
 // upsertResponse creates or replaces the instance's one response row,
 // keeping the row's id as Django's save() of the existing object does.
 func (s *sqliteStore) upsertResponse(ctx context.Context, tx *sql.Tx, id int64, text, mimeType string) error {
-	mimeType = storableText(mimeType)
+	mimeType = StorableText(mimeType)
 	res, err := tx.ExecContext(ctx, `UPDATE processes_response SET response = ?, "mimeType" = ? WHERE instance_id = ?`, text, mimeType, id)
 	if err != nil {
 		return err

@@ -161,7 +161,7 @@ func testSQLiteConcurrentDjangoProducer(t *testing.T, batch bool) {
 					if !st.HasInput || st.Starts != 1 {
 						return fmt.Errorf("claim of %d = %+v, want input and one start", st.InstanceID, st)
 					}
-					cs = append(cs, djangodb.Completion{InstanceID: st.InstanceID, Outcome: djangodb.OutcomeFinish,
+					cs = append(cs, djangodb.Completion{InstanceID: st.InstanceID, Starts: st.Starts, Outcome: djangodb.OutcomeFinish,
 						Writes: []djangodb.Write{djangodb.ResponseWrite([]byte("r"+st.Identifier), "text/plain")}})
 				}
 				var res []djangodb.CompletionResult

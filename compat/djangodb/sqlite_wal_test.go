@@ -59,7 +59,7 @@ func TestSQLiteWAL(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Identifier != "from-django" {
 		t.Fatalf("claim of Django's task = %+v, %v", got, err)
 	}
-	res, err := wal.Complete(t.Context(), []djangodb.Completion{{InstanceID: got[0].InstanceID, Outcome: djangodb.OutcomeFinish,
+	res, err := wal.Complete(t.Context(), []djangodb.Completion{{InstanceID: got[0].InstanceID, Starts: got[0].Starts, Outcome: djangodb.OutcomeFinish,
 		Writes: []djangodb.Write{djangodb.ResponseWrite([]byte("3.0"), "text/plain")}}})
 	if err != nil || res[0].Err != nil {
 		t.Fatalf("complete: %v %+v", err, res)

@@ -95,6 +95,12 @@ var (
 	ErrExists      = errors.New("already exists")
 	ErrProtected   = errors.New("type has instances")
 	ErrUnsupported = errors.New("unsupported database")
+	// ErrNotOwned: a run's write was dropped because the run no longer
+	// owns the instance (see Completion.Fence).
+	ErrNotOwned = errors.New("run no longer owns the instance")
+	// ErrBusy: another transaction held the instance's row; nothing was
+	// written and the same completion may be tried again.
+	ErrBusy = errors.New("instance row busy")
 )
 
 // TypeSpec is what registerTaskType takes, before normalisation.
@@ -280,8 +286,10 @@ type Store interface {
 	// task row is deleted. Tasks locked by other claimers are skipped. An
 	// instance is never claimed while SCHEDULED or RUNNING (a twin row taken
 	// by another claimer); the waiting rows of every instance it saw are
-	// dropped as duplicates, so one instance runs once. ErrQueueEmpty when
-	// nothing could be claimed.
+	// dropped as duplicates, so one instance runs once at a time. A waiting
+	// row of a FINISHED or FAILED instance is a request to run it again (a
+	// producer's re-enqueue), as the reference daemon treats it.
+	// ErrQueueEmpty when nothing could be claimed.
 	Dequeue(ctx context.Context, serverID int64, limit int, message string) ([]int64, error)
 	// Start sets RUNNING and returns the task's parameters and input text.
 	Start(ctx context.Context, id int64, message string) (StartedTask, error)
@@ -292,9 +300,13 @@ type Store interface {
 	// have written. ErrQueueEmpty when nothing could be claimed.
 	Claim(ctx context.Context, serverID int64, limit int, message string) ([]StartedTask, error)
 	// Complete applies, in one transaction, each completion's writes in
-	// order and then its outcome (see Completion). An instance deleted
-	// meanwhile is skipped (its result wraps ErrNotFound) and does not keep
-	// the others from being written; an error return means nothing was.
+	// order and then its outcome (see Completion), each only while its
+	// run still owns the instance (Completion.Fence, checked with the
+	// instance row locked). A completion that cannot be written (instance
+	// deleted: ErrNotFound; fenced: ErrNotOwned; row held by another
+	// transaction: ErrBusy, PostgreSQL only) is reported in its result and
+	// does not keep the others from being written, nor waits for them; an
+	// error return means nothing was.
 	Complete(ctx context.Context, cs []Completion) ([]CompletionResult, error)
 	// SetStatus is stopTaskSuccess, stopTaskFailure, pauseTask and resumeTask.
 	SetStatus(ctx context.Context, id int64, status Status, message string) error

@@ -227,6 +227,9 @@ type completionCase struct {
 	single     func(id int64)
 	wantStatus djangodb.Status
 	wantWrote  bool
+	// wantDiscard is the fence's reason when the completion must be
+	// dropped; single then writes what is left without it.
+	wantDiscard string
 }
 
 func completionCases(e *env) []completionCase {
@@ -328,10 +331,27 @@ func completionCases(e *env) []completionCase {
 			wantStatus: djangodb.Finished, wantWrote: true,
 		},
 		{
+			// The run no longer owns an instance someone else ended: its
+			// writes are dropped, as Release would drop its re-enqueue.
 			name:       "producer stopped it while it ran",
 			before:     func(id int64) { e.setStatus(id, djangodb.Finished, "stopped by producer") },
 			c:          djangodb.Completion{Writes: []djangodb.Write{djangodb.ResponseWrite([]byte("x"), "text/plain")}, Outcome: djangodb.OutcomeFinish},
-			single:     func(id int64) { resp(id, "x", "text/plain"); finish(id) },
+			single:     func(int64) {},
+			wantStatus: djangodb.Finished, wantDiscard: djangodb.DiscardEnded,
+		},
+		{
+			name:       "producer re-enqueued it while it ran",
+			before:     func(id int64) { e.reenqueue(id, "again") },
+			c:          djangodb.Completion{Writes: []djangodb.Write{djangodb.StatusWrite(djangodb.Running, "50%")}, Outcome: djangodb.OutcomeFinish},
+			single:     func(int64) {},
+			wantStatus: djangodb.Accepted, wantDiscard: djangodb.DiscardRequeued,
+		},
+		{
+			name:   "response after the run's own SetSuccess",
+			before: func(id int64) { e.setStatus(id, djangodb.Finished, "done early") },
+			c: djangodb.Completion{Ended: djangodb.Finished, Writes: []djangodb.Write{djangodb.ResponseWrite([]byte("late"), "text/plain")},
+				Outcome: djangodb.OutcomeFinish},
+			single:     func(id int64) { resp(id, "late", "text/plain"); finish(id) },
 			wantStatus: djangodb.Finished,
 		},
 	}
@@ -358,7 +378,7 @@ func testCompleteEqualsSingle(t *testing.T, e *env) {
 				}
 				tc.single(singles[i])
 				c := tc.c
-				c.InstanceID = batched[i]
+				c.InstanceID, c.Starts = batched[i], 1
 				cs = append(cs, c)
 			}
 			var res []djangodb.CompletionResult
@@ -377,12 +397,21 @@ func testCompleteEqualsSingle(t *testing.T, e *env) {
 				}
 			}
 			s := e.dump()
+			// Waiting rows left by a case (a producer's re-enqueue) must
+			// not be claimed by the next round.
+			e.exec(`DELETE FROM processes_task`)
 			for i, tc := range cases {
 				want, got := e.shapeOf(s, singles[i]), e.shapeOf(s, batched[i])
 				if !reflect.DeepEqual(got, want) {
 					t.Errorf("%s: rows after Complete:\n%+v\nafter single calls:\n%+v", tc.name, got, want)
 				}
 				r := res[i]
+				if tc.wantDiscard != "" {
+					if !isErr(r.Err, djangodb.ErrNotOwned) || r.Discarded != tc.wantDiscard || r.Wrote || !r.TimeUpdate.IsZero() {
+						t.Errorf("%s: result %+v, want discarded (%s)", tc.name, r, tc.wantDiscard)
+					}
+					continue
+				}
 				if r.Err != nil || r.InstanceID != batched[i] || r.Status != tc.wantStatus || r.Wrote != tc.wantWrote {
 					t.Errorf("%s: result %+v, want status %s, wrote %t", tc.name, r, tc.wantStatus, tc.wantWrote)
 				}
@@ -411,11 +440,11 @@ func testCompleteSkips(t *testing.T, e *env) {
 	}
 	before := e.dump()
 	res, err := e.store.Complete(e.ctx, []djangodb.Completion{
-		{InstanceID: ids[0], Writes: []djangodb.Write{djangodb.StatusWrite(djangodb.Paused, "first")}},
-		{InstanceID: ids[1], Writes: []djangodb.Write{djangodb.ResponseWrite([]byte("r"), "text/plain")}, Outcome: djangodb.OutcomeFinish},
-		{InstanceID: ids[2], Writes: []djangodb.Write{djangodb.StatusWrite(djangodb.Status(9), "bad")}, Outcome: djangodb.OutcomeFinish},
-		{InstanceID: ids[3], Writes: []djangodb.Write{djangodb.ResponseWrite([]byte("ok"), "text/plain")}, Outcome: djangodb.OutcomeFinish},
-		{InstanceID: ids[0], Writes: []djangodb.Write{djangodb.StatusWrite(djangodb.Running, "second")}, Outcome: djangodb.OutcomeFinish, Message: "third"},
+		{InstanceID: ids[0], Starts: 1, Writes: []djangodb.Write{djangodb.StatusWrite(djangodb.Paused, "first")}},
+		{InstanceID: ids[1], Starts: 1, Writes: []djangodb.Write{djangodb.ResponseWrite([]byte("r"), "text/plain")}, Outcome: djangodb.OutcomeFinish},
+		{InstanceID: ids[2], Starts: 1, Writes: []djangodb.Write{djangodb.StatusWrite(djangodb.Status(9), "bad")}, Outcome: djangodb.OutcomeFinish},
+		{InstanceID: ids[3], Starts: 1, Writes: []djangodb.Write{djangodb.ResponseWrite([]byte("ok"), "text/plain")}, Outcome: djangodb.OutcomeFinish},
+		{InstanceID: ids[0], Starts: 1, Writes: []djangodb.Write{djangodb.StatusWrite(djangodb.Running, "second")}, Outcome: djangodb.OutcomeFinish, Message: "third"},
 	})
 	if err != nil {
 		t.Fatalf("complete: %v", err)
@@ -482,10 +511,10 @@ func testUnstorableText(t *testing.T, e *env) {
 		{"SetStatus valid text unchanged", func(m string) error { return e.store.SetStatus(e.ctx, id, djangodb.Paused, m) },
 			"ünïcødé ✓ \U0001F600", "ünïcødé ✓ \U0001F600"},
 		{"Complete write", func(m string) error {
-			return e.complete1(djangodb.Completion{InstanceID: id, Writes: []djangodb.Write{djangodb.StatusWrite(djangodb.Running, m)}})
+			return e.complete1(djangodb.Completion{InstanceID: id, Starts: 1, Writes: []djangodb.Write{djangodb.StatusWrite(djangodb.Running, m)}})
 		}, "bad \xc3", "bad \uFFFD"},
 		{"Complete outcome", func(m string) error {
-			return e.complete1(djangodb.Completion{InstanceID: id, Outcome: djangodb.OutcomeFail, Message: m})
+			return e.complete1(djangodb.Completion{InstanceID: id, Starts: 1, Outcome: djangodb.OutcomeFail, Message: m})
 		}, "fail\x00\xff", "fail\uFFFD\uFFFD"},
 	}
 	for _, tc := range tests {
@@ -505,7 +534,8 @@ func testUnstorableText(t *testing.T, e *env) {
 	if r, err := e.store.Response(e.ctx, id); err != nil || string(r.Data) != "\x00\xff" || r.MimeType != "text/\uFFFDplain" {
 		t.Errorf("Response() = %q %q, %v", r.Data, r.MimeType, err)
 	}
-	if err := e.complete1(djangodb.Completion{InstanceID: id, Writes: []djangodb.Write{djangodb.ResponseWrite([]byte("r"), "a/\x00b")}}); err != nil {
+	if err := e.complete1(djangodb.Completion{InstanceID: id, Starts: 1, Ended: djangodb.Failed,
+		Writes: []djangodb.Write{djangodb.ResponseWrite([]byte("r"), "a/\x00b")}}); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := e.store.Response(e.ctx, id); err != nil || r.MimeType != "a/\uFFFDb" {

@@ -108,6 +108,10 @@ var cases = []testCase{
 	{"ShutdownStartNotCounted", testShutdownStartNotCounted},
 	{"SweepStuckPullQueued", testSweepStuckPullQueued},
 	{"DeleteRetiredLockOrder", testDeleteRetiredLockOrder},
+	{"LateOutcome", testLateOutcome},
+	{"ReenqueueDuringRun", testReenqueueDuringRun},
+	{"RetriedCommit", testRetriedCommit},
+	{"BusyRow", testBusyRow},
 }
 
 // Run runs the whole suite against h under every config in Configs.

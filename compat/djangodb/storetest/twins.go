@@ -40,14 +40,14 @@ var claimers = []struct {
 }
 
 // testClaimTwins: a twin row of an instance another claimer scheduled or
-// started, or whose run already ended (a claimer that took the twin while
-// the other claimer ran the task to the end), is dropped without touching
-// the instance, and claiming an instance drops all its other waiting rows.
+// started is dropped without touching the instance, a waiting row of an
+// instance that ended is claimed (a producer asked for another run), and
+// claiming an instance drops all its other waiting rows.
 func testClaimTwins(t *testing.T, e *env) {
 	e.register("Q", 60, -1, 2)
 	for n, cl := range claimers {
 		t.Run(cl.name, func(t *testing.T) {
-			for _, taken := range []djangodb.Status{djangodb.Scheduled, djangodb.Running, djangodb.Finished, djangodb.Failed} {
+			for _, taken := range []djangodb.Status{djangodb.Scheduled, djangodb.Running} {
 				t.Run("twin of "+taken.String(), func(t *testing.T) {
 					e.exec(`DELETE FROM processes_task`)
 					id := e.enqueue("Q", fmt.Sprintf("t%d-%s", n, taken), "")
@@ -60,6 +60,20 @@ func testClaimTwins(t *testing.T, e *env) {
 					after := e.shapeOf(e.dump(), id)
 					if after.Status != int64(taken) || !slices.Equal(after.Logs, before.Logs) || len(after.Tasks) != 0 {
 						t.Errorf("%s instance after the claim of its twin: %+v, want %+v without task rows", taken, after, before)
+					}
+				})
+			}
+			for _, ended := range []djangodb.Status{djangodb.Finished, djangodb.Failed} {
+				t.Run("row of "+ended.String(), func(t *testing.T) {
+					e.exec(`DELETE FROM processes_task`)
+					id := e.enqueue("Q", fmt.Sprintf("e%d-%s", n, ended), "")
+					e.exec(`UPDATE processes_instance SET status = $1 WHERE id = $2`, int(ended), id)
+					got, err := cl.claim(e, 4)
+					if err != nil || !slices.Equal(got, []int64{id}) {
+						t.Fatalf("%s of a %s instance's waiting row = %v, %v; want [%d]", cl.name, ended, got, err, id)
+					}
+					if sh := e.shapeOf(e.dump(), id); sh.Status != int64(cl.status) || len(sh.Tasks) != 0 {
+						t.Errorf("%s instance after its claim: %+v, want %s without task rows", ended, sh, cl.status)
 					}
 				})
 			}
