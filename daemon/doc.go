@@ -15,12 +15,15 @@
 //     completer goroutine writes the outcomes of many tasks in one
 //     Store.Complete (river's batch completer). A handler's TaskStatus
 //     writes are held back and committed with the task's outcome, within
-//     FlushDelay, before the handler reads its status and before its
-//     deadline is enforced, in order (SyncTaskWrites commits each at once,
+//     FlushDelay and before the handler reads its status, in order
+//     (SyncTaskWrites commits each at once,
 //     as the reference did). A held-back write returns before it is
 //     committed: a write the database refuses fails the task, not the
-//     call. The worker is free again as soon as its outcome is handed
-//     over, so the next claim overlaps the last batch's commit.
+//     call, and a daemon killed before the commit loses it with the
+//     outcome, so that the sweep runs the task again (at-least-once, as
+//     the reference for a daemon killed mid-task; see
+//     executor.TaskStatus). The worker is free again as soon as the
+//     handler returns, so the next claim overlaps the outcome's commit.
 //   - On PostgreSQL it LISTENs for announcements of new tasks (Go
 //     producers announce theirs; `atpd notify install` makes the database
 //     announce Python producers' too) and claims at once; polling stays as
@@ -29,10 +32,22 @@
 //     would let any daemon's zombie sweep take it. At the deadline the
 //     handler is cancelled and the task re-enqueued (or FAILED once maxstart
 //     starts are used up, which the upstream code documented but never did),
-//     so a task is never run twice at once by two daemons. That write is
-//     Store.Release, which writes only while the run is still this
-//     daemon's (not re-enqueued or started again by anyone since). A committed status
-//     write by the handler moves the deadline on, as it moves timeUpdate on.
+//     so a task is never run twice at once by two daemons. Reaching the
+//     deadline never waits for the database. A committed status write by
+//     the handler moves the deadline on, as it moves timeUpdate on.
+//   - Every write of a run (held-back writes, the outcome, a cancellation's
+//     Store.Release) is fenced on the run (djangodb.Completion.Fence): it
+//     lands only while the task is still RUNNING or PAUSED with the run's
+//     start count and no waiting row, so an outcome that arrives after a
+//     sweep re-enqueued the task, or after a producer asked for another
+//     run, is dropped, logged and counted (atpd_outcomes_discarded_total),
+//     and a retried commit whose acknowledgement was lost writes nothing
+//     twice. A row another transaction holds (PostgreSQL) parks only that
+//     task's outcome.
+//   - A Go handler that ignores cancellation is abandoned after half the
+//     margin and counted (atpd_handlers_abandoned); a new run of its task
+//     on this daemon waits for it to return, so one daemon never runs a
+//     task twice at once.
 //   - Store writes that fail (a lost connection) are retried with capped
 //     exponential backoff instead of losing the task's outcome; so are a
 //     handler's own TaskStatus writes while the failure is transient

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,8 +24,10 @@ import (
 type blockStore struct {
 	*watchStore
 	blocked atomic.Bool
-	held    chan struct{} // a Complete call began waiting
-	unblock chan struct{} // closed: held calls go on
+	// claimsBlocked: Claim finds nothing.
+	claimsBlocked atomic.Bool
+	held          chan struct{} // a Complete call began waiting
+	unblock       chan struct{} // closed: held calls go on
 }
 
 func newBlockStore(s *watchStore) *blockStore {
@@ -41,6 +44,15 @@ func (s *blockStore) Complete(ctx context.Context, cs []djangodb.Completion) ([]
 		}
 	}
 	return s.watchStore.Complete(ctx, cs)
+}
+
+// Claim finds nothing while claimsBlocked: a daemon that takes no new
+// work (as a killed one would not).
+func (s *blockStore) Claim(ctx context.Context, serverID int64, limit int, message string) ([]djangodb.StartedTask, error) {
+	if s.claimsBlocked.Load() {
+		return nil, djangodb.ErrQueueEmpty
+	}
+	return s.watchStore.Claim(ctx, serverID, limit, message)
 }
 
 func (s *blockStore) awaitHeld(t *testing.T) {
@@ -100,6 +112,9 @@ func TestLateOutcomeDiscarded(t *testing.T) {
 			return ts.StoreResponse(ctx, []byte("from run A"), "text/plain")
 		}}, Config{Workers: 1, Observer: obs})
 		store.awaitHeld(t)
+		// Our daemon's worker is free again: keep it from being the one
+		// that claims the task again.
+		store.claimsBlocked.Store(true)
 		// What a sweep and another daemon do while A's outcome waits.
 		if err := store.Store.Reenqueue(ctxT(t), id, djangodb.MsgZombieReenqueued); err != nil {
 			t.Fatal(err)
@@ -260,4 +275,50 @@ func rawDB(t *testing.T, dsn string) *sql.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// TestKilledDaemonTaskRunsAgain (fault 7): a Go handler's held-back writes
+// are committed with its outcome, so a daemon that dies between the
+// handler's SetSuccess and that commit loses both (here: its Complete
+// never returns, as if the process were killed). The task stays RUNNING
+// until its timeout, another daemon's sweep re-enqueues it and runs it
+// again, and it ends FINISHED once, with the second run's response: the
+// at-least-once contract executor.TaskStatus documents. The dead run's
+// writes, should they arrive after all, are discarded.
+func TestKilledDaemonTaskRunsAgain(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		dsn := b.make(t, b.cfg)
+		dead := newBlockStore(watch(openStore(t, dsn, b.cfg, 0)))
+		register(t, dead, djangodb.TypeSpec{Identifier: "Twice", Handler: "tests.done", Timeout: 1, MaxRestart: 2})
+		id := enqueue(t, dead, "Twice", "twice", pyInput(t, "None"))
+		var runs atomic.Int32
+		handler := funcs{"tests.done": func(ctx context.Context, _ *executor.Task, ts executor.TaskStatus) error {
+			n := runs.Add(1)
+			if err := ts.SetSuccess(ctx, fmt.Sprint("run ", n)); err != nil {
+				return err
+			}
+			return ts.StoreResponse(ctx, []byte(fmt.Sprint("response of run ", n)), "text/plain")
+		}}
+		dead.blocked.Store(true)
+		obs := newNotifyRecorder()
+		newDaemon(t, dead, handler, Config{Workers: 1, SweepInterval: time.Hour, Observer: obs})
+		dead.awaitHeld(t)
+		dead.claimsBlocked.Store(true)
+		if in, err := dead.Instance(ctxT(t), id); err != nil || in.Status != djangodb.Running {
+			t.Fatalf("instance while the first daemon's outcome is lost: %+v, %v; want RUNNING", in, err)
+		}
+		live := watch(openStore(t, dsn, b.cfg, 0))
+		newDaemon(t, live, handler, Config{Workers: 1, SweepInterval: 50 * time.Millisecond})
+		live.waitStatus(t, id, djangodb.Finished)
+		dead.blocked.Store(false)
+		close(dead.unblock)
+		obs.waitFor(t, "the dead run's writes to be discarded", func() bool { return obs.discards("Twice", djangodb.DiscardRestarted) == 1 })
+		checkLog(t, live, id,
+			rec{djangodb.Accepted, ""}, rec{djangodb.Scheduled, ""}, rec{djangodb.Running, ""},
+			rec{djangodb.Accepted, djangodb.MsgZombieReenqueued}, rec{djangodb.Scheduled, ""}, rec{djangodb.Running, ""},
+			rec{djangodb.Finished, "run 2"})
+		if r, err := live.Response(ctxT(t), id); err != nil || string(r.Data) != "response of run 2" {
+			t.Errorf("response = %q, %v; want the second run's", r.Data, err)
+		}
+	})
 }

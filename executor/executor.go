@@ -42,7 +42,21 @@ type Info struct {
 }
 
 // TaskStatus is the handler's view of its task: everything the tracker's
-// TaskStatus class offers. Each setter returns once its write is committed.
+// TaskStatus class offers. When a setter's write is committed depends on
+// the executor (see SyncWriter): for Python handlers, and for every
+// handler under the daemon's SyncTaskWrites, a setter returns once its
+// write is committed, as the tracker's did. For Go handlers otherwise a
+// setter returns once its write is queued (write-behind); the write is
+// committed with the task's outcome or within the daemon's FlushDelay,
+// and before the handler reads its status. A daemon killed (SIGKILL,
+// power loss) in that window loses the queued writes together with the
+// outcome: the task stays RUNNING until its type's timeout and is then
+// run again by the zombie sweep. Go handlers under write-behind are thus
+// at-least-once, exactly what the reference daemon gave every handler
+// when it was killed mid-task; a handler that must not repeat an effect
+// outside the database makes that effect idempotent, or the deployment
+// sets sync_task_writes. Every write, queued or not, is fenced on the
+// run: it lands only while the run still owns the task.
 type TaskStatus interface {
 	Info(ctx context.Context) (Info, error)
 	Identifier() (typ, identifier string)
