@@ -24,7 +24,8 @@ import (
 type blockStore struct {
 	*watchStore
 	blocked atomic.Bool
-	// claimsBlocked: Claim finds nothing.
+	// claimsBlocked: Claim finds nothing (see blockClaims).
+	claimMu       sync.Mutex
 	claimsBlocked atomic.Bool
 	held          chan struct{} // a Complete call began waiting
 	unblock       chan struct{} // closed: held calls go on
@@ -49,10 +50,20 @@ func (s *blockStore) Complete(ctx context.Context, cs []djangodb.Completion) ([]
 // Claim finds nothing while claimsBlocked: a daemon that takes no new
 // work (as a killed one would not).
 func (s *blockStore) Claim(ctx context.Context, serverID int64, limit int, message string) ([]djangodb.StartedTask, error) {
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
 	if s.claimsBlocked.Load() {
 		return nil, djangodb.ErrQueueEmpty
 	}
 	return s.watchStore.Claim(ctx, serverID, limit, message)
+}
+
+// blockClaims makes Claim find nothing from now on; a claim already past
+// its check has returned when it returns.
+func (s *blockStore) blockClaims() {
+	s.claimMu.Lock()
+	s.claimsBlocked.Store(true)
+	s.claimMu.Unlock()
 }
 
 func (s *blockStore) awaitHeld(t *testing.T) {
@@ -114,7 +125,7 @@ func TestLateOutcomeDiscarded(t *testing.T) {
 		store.awaitHeld(t)
 		// Our daemon's worker is free again: keep it from being the one
 		// that claims the task again.
-		store.claimsBlocked.Store(true)
+		store.blockClaims()
 		// What a sweep and another daemon do while A's outcome waits.
 		if err := store.Store.Reenqueue(ctxT(t), id, djangodb.MsgZombieReenqueued); err != nil {
 			t.Fatal(err)
@@ -303,7 +314,7 @@ func TestKilledDaemonTaskRunsAgain(t *testing.T) {
 		obs := newNotifyRecorder()
 		newDaemon(t, dead, handler, Config{Workers: 1, SweepInterval: time.Hour, Observer: obs})
 		dead.awaitHeld(t)
-		dead.claimsBlocked.Store(true)
+		dead.blockClaims()
 		if in, err := dead.Instance(ctxT(t), id); err != nil || in.Status != djangodb.Running {
 			t.Fatalf("instance while the first daemon's outcome is lost: %+v, %v; want RUNNING", in, err)
 		}

@@ -176,9 +176,9 @@ func (d *Daemon) releaseRun(st djangodb.StartedTask, to djangodb.Status, message
 		return false
 	}
 	if !wrote {
-		d.obs.OutcomeDiscarded(st.Type, "released")
 		log.Info("PROCESS: "+st.Type+" "+st.Identifier+" was cancelled but is no longer ours (finished, re-enqueued or started again); left as is",
 			"start", st.Starts, "to", to.String())
+		d.obs.OutcomeDiscarded(st.Type, "released")
 	}
 	return wrote
 }
@@ -192,9 +192,9 @@ func (d *Daemon) discarded(st djangodb.StartedTask, err error, log *slog.Logger)
 	if errors.As(err, &r) {
 		reason = r.DiscardReason()
 	}
-	d.obs.OutcomeDiscarded(st.Type, reason)
 	log.Warn("PROCESS: "+st.Type+" "+st.Identifier+" outcome discarded: the run no longer owns the task ("+reason+")",
 		"start", st.Starts, "reason", reason)
+	d.obs.OutcomeDiscarded(st.Type, reason)
 }
 
 // outcomeLost logs why a task's outcome could not be written and reports

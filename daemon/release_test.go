@@ -58,7 +58,8 @@ func TestDeadlineRunNoLongerOurs(t *testing.T) {
 		g := newGate()
 		register(t, store, djangodb.TypeSpec{Identifier: "Slow", Handler: "tests.hold", Timeout: 1, MaxRestart: 2})
 		id := enqueue(t, store, "Slow", "s", pyInput(t, "None"))
-		_, logs := newDaemon(t, store, funcs{"tests.hold": g.hold}, Config{Workers: 1, DeadlineMargin: 300 * time.Millisecond})
+		obs := newNotifyRecorder()
+		_, logs := newDaemon(t, store, funcs{"tests.hold": g.hold}, Config{Workers: 1, DeadlineMargin: 300 * time.Millisecond, Observer: obs})
 		g.awaitStarts(t, 1)
 		// A sweep re-enqueues the task and another daemon starts it; ours
 		// has no free worker, so it is not the one claiming.
@@ -79,6 +80,8 @@ func TestDeadlineRunNoLongerOurs(t *testing.T) {
 		if in, err := store.Instance(ctxT(t), id); err != nil || in.Status != djangodb.Running {
 			t.Errorf("instance after the cancelled run: %+v, %v; want the other run's RUNNING", in, err)
 		}
+		// The line is logged before the discard is counted.
+		obs.waitFor(t, "the cancellation to be counted as discarded", func() bool { return obs.discards("Slow", "released") == 1 })
 		if !strings.Contains(logs.String(), "no longer ours") {
 			t.Errorf("no 'no longer ours' line in the daemon log:\n%s", logs)
 		}
