@@ -83,9 +83,8 @@ func skewed(r *rand.Rand, n int) []byte {
 // into a caterpillar, one level per symbol: each frequency exceeds the sum
 // of all but the one before it, so depth ties never rebalance the tree.
 // END_BLOCK's frequency of 1 is the first leaf. Coded as literals only
-// (huffmanOnly in the tests), with 16
-// or more symbols the optimal code is longer than 15 bits, so zlib's length
-// repair runs.
+// (huffmanOnly), with 16 or more symbols the optimal code is longer than
+// 15 bits, so zlib's length repair runs.
 func deepTree(r *rand.Rand, symbols int) []byte {
 	freqs, sums := []int{1, 1, 2}, []int{1, 2, 4}
 	for len(freqs) <= symbols {
