@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"net/url"
+	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -183,11 +185,12 @@ func TestDjangoSettingsFixtures(t *testing.T) {
 		if err := c.Validate(); err != nil {
 			t.Errorf("Validate: %v", err)
 		}
-		kv, err := pq.ParseURL(c.DB)
-		if err != nil {
-			t.Fatal(err)
+		// Over a socket lib/pq turns SSL off, so the option is checked in the URL.
+		if u, err := url.Parse(c.DB); err != nil || u.Query().Get("sslmode") != "require" {
+			t.Errorf("DSN %s does not carry sslmode=require (%v)", djangodb.RedactDSN(c.DB), err)
 		}
-		want := `dbname='eox db/1' host='/var/run/postgresql' password='p@ss:w/rd%?&#' port='5433' sslmode='require' user='eox@site'`
+		kv := libpqSees(t, c.DB)
+		want := `dbname='eox db/1' host='/var/run/postgresql' password='p@ss:w/rd%?&#' port='5433' sslmode='disable' user='eox@site'`
 		if kv != want {
 			t.Errorf("libpq sees %s\nwant        %s", kv, want)
 		}
@@ -222,7 +225,7 @@ func TestDjangoDatabaseDSN(t *testing.T) {
 	cases := []struct {
 		name    string
 		db      config.DjangoDatabase
-		want    string // libpq's reading of a postgres DSN, or the sqlite DSN
+		want    string // libpq's reading of a postgres DSN (libpqSees), or the sqlite DSN
 		ignored []string
 		err     error
 	}{
@@ -234,37 +237,37 @@ func TestDjangoDatabaseDSN(t *testing.T) {
 		{
 			name: "psycopg2 alias, no user, default port",
 			db:   config.DjangoDatabase{Engine: "django.db.backends.postgresql_psycopg2", Name: "eox", Host: "10.0.0.1"},
-			want: `dbname='eox' host='10.0.0.1'`,
+			want: `dbname='eox' host='10.0.0.1' port='5432' user='os-user'`,
 		},
 		{
 			name: "IPv6 host",
 			db:   config.DjangoDatabase{Engine: "django.db.backends.postgresql", Name: "eox", Host: "::1", Port: "5432"},
-			want: `dbname='eox' host='::1' port='5432'`,
+			want: `dbname='eox' host='::1' port='5432' user='os-user'`,
 		},
 		{
 			name: "IPv6 host without port",
 			db:   config.DjangoDatabase{Engine: "django.db.backends.postgresql", Name: "eox", Host: "fe80::1"},
-			want: `dbname='eox' host='fe80::1'`,
+			want: `dbname='eox' host='fe80::1' port='5432' user='os-user'`,
 		},
 		{
 			name: "empty host is the default socket",
 			db:   config.DjangoDatabase{Engine: "django.contrib.gis.db.backends.postgis", Name: "eox", User: "eox"},
-			want: `dbname='eox' host='/var/run/postgresql' user='eox'`,
+			want: `dbname='eox' host='/var/run/postgresql' port='5432' sslmode='disable' user='eox'`,
 		},
 		{
 			name: "socket directory host",
 			db:   config.DjangoDatabase{Engine: "django.db.backends.postgresql", Name: "eox", Host: "/tmp/pg sock", Port: "6000"},
-			want: `dbname='eox' host='/tmp/pg sock' port='6000'`,
+			want: `dbname='eox' host='/tmp/pg sock' port='6000' sslmode='disable' user='os-user'`,
 		},
 		{
 			name: "escaping in every part",
 			db:   config.DjangoDatabase{Engine: "django.db.backends.postgresql", Name: "a/b?c#d", User: "us:er@x", Password: "p w/:@?#%'", Host: "h"},
-			want: `dbname='a/b?c#d' host='h' password='p w/:@?#%\'' user='us:er@x'`,
+			want: `dbname='a/b?c#d' host='h' password='p w/:@?#%\'' port='5432' user='us:er@x'`,
 		},
 		{
 			name:    "options",
 			db:      config.DjangoDatabase{Engine: "django.db.backends.postgresql", Name: "eox", Host: "h", Options: map[string]any{"sslmode": "verify-full", "connect_timeout": float64(10), "isolation_level": float64(1)}, SkippedOptions: []string{"pool"}},
-			want:    `connect_timeout='10' dbname='eox' host='h' sslmode='verify-full'`,
+			want:    `connect_timeout='10' dbname='eox' host='h' port='5432' sslmode='verify-full' user='os-user'`,
 			ignored: []string{"pool", "isolation_level"},
 		},
 		{
@@ -300,9 +303,7 @@ func TestDjangoDatabaseDSN(t *testing.T) {
 			}
 			got := dsn
 			if strings.HasPrefix(dsn, "postgres://") {
-				if got, err = pq.ParseURL(dsn); err != nil {
-					t.Fatalf("libpq cannot read %s: %v", dsn, err)
-				}
+				got = libpqSees(t, dsn)
 				if tc.db.Password != "" && strings.Contains(djangodb.RedactDSN(dsn), tc.db.Password) {
 					t.Errorf("RedactDSN(%s) shows the password", dsn)
 				}
@@ -315,4 +316,41 @@ func TestDjangoDatabaseDSN(t *testing.T) {
 			}
 		})
 	}
+}
+
+// libpqSees renders the connection parameters lib/pq derives from dsn, as
+// the driver does when it connects: sorted key='value' pairs, \' and \\
+// escaped. dbname, host, port and user are always shown (port 5432 and user
+// os-user are lib/pq's defaults), the rest when set. The test's PG*
+// environment is cleared and USER is os-user, so that only dsn counts.
+func libpqSees(t *testing.T, dsn string) string {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "PG") {
+			t.Setenv(k, v)
+			os.Unsetenv(k)
+		}
+	}
+	t.Setenv("USER", "os-user")
+	c, err := pq.NewConfig(dsn)
+	if err != nil {
+		t.Fatalf("libpq cannot read %s: %v", djangodb.RedactDSN(dsn), err)
+	}
+	esc := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+	var kvs []string
+	add := func(k, v string, always bool) {
+		if always || v != "" {
+			kvs = append(kvs, k+"='"+esc.Replace(v)+"'")
+		}
+	}
+	if c.ConnectTimeout != 0 {
+		add("connect_timeout", strconv.Itoa(int(c.ConnectTimeout/time.Second)), true)
+	}
+	add("dbname", c.Database, true)
+	add("host", c.Host, true)
+	add("password", c.Password, false)
+	add("port", strconv.Itoa(int(c.Port)), true)
+	add("sslmode", string(c.SSLMode), false)
+	add("user", c.User, true)
+	return strings.Join(kvs, " ")
 }

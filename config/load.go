@@ -213,19 +213,58 @@ func setFlag(fs *pflag.FlagSet, s setting) (*pflag.Flag, error) {
 	return set, nil
 }
 
-// Load builds the configuration from defaults, the config file (--config or
-// ATPD_CONFIG), ATPD_* environment variables and the flags in fs that were
-// set, each layer overriding the ones before. fs may be nil. It does not
-// run Python: see ApplyDjango.
-func Load(fs *pflag.FlagSet) (Config, error) {
-	v := viper.NewWithOptions(viper.KeyDelimiter("::"))
-	file := os.Getenv(EnvConfig)
-	if fs != nil {
-		if f := fs.Lookup(FlagConfig); f != nil && f.Changed {
-			file = f.Value.String()
+// envKeys turns a config key, upper-cased, into the rest of its environment
+// variable's name after ATPD_: '-' and '.' become '_'. Config keys have
+// neither; the replacer keeps flag-style and dotted names well-formed.
+var envKeys = strings.NewReplacer("-", "_", ".", "_")
+
+// newViper returns the one viper instance Load reads every layer through:
+// ATPD_* environment variables for all keys, and the flags of fs that the
+// settings name, each bound to its config key (flag names differ from the
+// keys: dashes, aliases). The config file is read into it by Load.
+func newViper(fs *pflag.FlagSet) (*viper.Viper, error) {
+	// "::" as the key delimiter leaves dotted handler paths whole.
+	v := viper.NewWithOptions(viper.KeyDelimiter("::"), viper.EnvKeyReplacer(envKeys))
+	v.SetEnvPrefix(EnvPrefix)
+	v.AutomaticEnv()
+	if fs == nil {
+		return v, nil
+	}
+	if f := fs.Lookup(FlagConfig); f != nil {
+		if err := v.BindPFlag(FlagConfig, f); err != nil {
+			return nil, err
 		}
 	}
-	if file != "" {
+	for _, s := range settings {
+		// The name the setting was given under, if any, else its own.
+		f, err := setFlag(fs, s)
+		if err != nil {
+			return nil, err
+		}
+		if f == nil {
+			if f = fs.Lookup(s.flag); f == nil {
+				continue // not a flag of this command
+			}
+		}
+		if err := v.BindPFlag(s.key, f); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// Load builds the configuration from defaults, the config file (--config or
+// ATPD_CONFIG), ATPD_* environment variables and the flags in fs that were
+// set, each layer overriding the ones before. All three are read through
+// one viper instance, whose order this is. fs may be nil. It does not run
+// Python: see ApplyDjango.
+func Load(fs *pflag.FlagSet) (Config, error) {
+	v, err := newViper(fs)
+	if err != nil {
+		return Config{}, err
+	}
+	// --config, else ATPD_CONFIG.
+	if file := v.GetString(FlagConfig); file != "" {
 		v.SetConfigFile(file)
 		switch strings.ToLower(filepath.Ext(file)) {
 		case ".yaml", ".yml", ".toml", ".json":
@@ -235,48 +274,38 @@ func Load(fs *pflag.FlagSet) (Config, error) {
 		if err := v.ReadInConfig(); err != nil {
 			return Config{}, fmt.Errorf("config: read %s: %w", file, err)
 		}
-		if err := checkFileKeys(file, v.AllKeys()); err != nil {
+		// AllKeys has the bound flags' keys too: the settings', known
+		// anyway, and --config's, which is no key of the file (unless the
+		// file has it).
+		var keys []string
+		for _, k := range v.AllKeys() {
+			if k != FlagConfig || v.InConfig(k) {
+				keys = append(keys, k)
+			}
+		}
+		if err := checkFileKeys(file, keys); err != nil {
 			return Config{}, err
 		}
 	}
-	v.SetEnvPrefix(EnvPrefix)
-	v.AutomaticEnv()
 
 	c := Defaults()
 	c.Sources = map[string]Source{}
 	for _, s := range settings {
-		var flag *pflag.Flag
-		if fs != nil {
-			var err error
-			if flag, err = setFlag(fs, s); err != nil {
-				return Config{}, err
-			}
-		}
-		var (
-			raw any
-			src Source
-		)
-		switch {
-		case flag != nil:
-			src = SourceFlag
-			// Read the flag ourselves rather than through viper, which
-			// re-splits string arrays as CSV.
-			raw = flagValue(fs, flag)
-		case envSet(s.key):
-			src, raw = SourceEnv, os.Getenv(EnvPrefix+"_"+strings.ToUpper(s.key))
-		case v.InConfig(s.key):
-			src, raw = SourceFile, v.Get(s.key)
-		default:
+		// Defaults stay Defaults()'s: viper has none, so IsSet means a
+		// flag given, a non-empty ATPD_ variable or a file entry.
+		if !v.IsSet(s.key) {
 			continue
 		}
-		if err := decode(s, raw, src, s.field(&c)); err != nil {
+		src := source(fs, s)
+		if err := decode(s, v.Get(s.key), src, s.field(&c)); err != nil {
 			return Config{}, err
 		}
 		c.Sources[s.key] = src
 	}
 	// The reference daemon took its settings module from the environment;
 	// do the same, but only when nothing else says which database to use,
-	// so that a stray variable cannot override an explicit --db.
+	// so that a stray variable cannot override an explicit --db. It is no
+	// ATPD_ variable, so viper does not read it.
 	if c.Source(KeySettings) == SourceDefault && c.Source(KeyDB) == SourceDefault {
 		if m := os.Getenv(EnvDjangoSettings); m != "" {
 			c.Settings = m
@@ -290,17 +319,19 @@ func Load(fs *pflag.FlagSet) (Config, error) {
 	return c, nil
 }
 
-func envSet(key string) bool {
-	v, ok := os.LookupEnv(EnvPrefix + "_" + strings.ToUpper(key))
-	return ok && v != ""
-}
-
-func flagValue(fs *pflag.FlagSet, f *pflag.Flag) any {
-	if f.Value.Type() == "stringArray" {
-		a, _ := fs.GetStringArray(f.Name)
-		return a
+// source names the layer viper took the value of s from, for Config.Sources,
+// by viper's precedence: a flag given, else the ATPD_ variable (viper skips
+// empty ones), else the file.
+func source(fs *pflag.FlagSet, s setting) Source {
+	if fs != nil {
+		if f, _ := setFlag(fs, s); f != nil {
+			return SourceFlag
+		}
 	}
-	return f.Value.String()
+	if os.Getenv(EnvPrefix+"_"+envKeys.Replace(strings.ToUpper(s.key))) != "" {
+		return SourceEnv
+	}
+	return SourceFile
 }
 
 func checkFileKeys(file string, keys []string) error {

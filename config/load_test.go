@@ -433,3 +433,25 @@ func TestStoreOptions(t *testing.T) {
 		t.Errorf("empty time zone gave %v, %v; want UTC", o.TimeZone, err)
 	}
 }
+
+// Without a flag set, the environment (ATPD_CONFIG included) and the file
+// still go through the same layers.
+func TestLoadWithoutFlags(t *testing.T) {
+	cleanEnv(t)
+	path := filepath.Join(t.TempDir(), "atpd.yaml")
+	if err := os.WriteFile(path, []byte(yamlFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(config.EnvConfig, path)
+	t.Setenv("ATPD_WORKERS", "5")
+	c, err := config.Load(nil)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.Workers != 5 || c.Source(config.KeyWorkers) != config.SourceEnv {
+		t.Errorf("workers %d from %s, want 5 from env", c.Workers, c.Source(config.KeyWorkers))
+	}
+	if c.DB != "sqlite:/srv/file.sqlite3" || c.Source(config.KeyDB) != config.SourceFile {
+		t.Errorf("db %s from %s, want the file's", c.DB, c.Source(config.KeyDB))
+	}
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian machine (Go already in /usr/local/go) to build atpd
 # and run every test: Chromium for the web UI test, PostgreSQL reachable on 127.0.0.1 as the postgres role
-# without a password, Debian's python3 with Django and psycopg2, and the Go
-# modules. Idempotent: each step checks first and does nothing when done.
+# without a password, Debian's python3 with Django and psycopg2, the Go
+# modules, and staticcheck for scripts/test.sh. Idempotent: each step checks
+# first and does nothing when done.
 #
 # Environment: ATPD_PG_CLUSTER (default main) picks the Debian cluster.
 set -euo pipefail
@@ -14,6 +15,8 @@ PACKAGES=(postgresql python3-django python3-psycopg2 chromium)
 PG_CLUSTER=${ATPD_PG_CLUSTER:-main}
 PG_HOST=127.0.0.1
 TEST_DB=test
+# staticcheck's release that scripts/test.sh runs, and where go install puts it.
+STATICCHECK_VERSION=v0.8.2
 HBA_MARK="# atpd scripts/setup.sh: tests connect as postgres over TCP without a password"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -148,9 +151,32 @@ go_modules() {
 	log "Go modules downloaded ($(go version))"
 }
 
+# staticcheck_bin prints where go install puts staticcheck (GOBIN, else
+# GOPATH/bin); scripts/test.sh runs it from there.
+staticcheck_bin() {
+	local bin
+	bin=$(go env GOBIN)
+	[ -n "$bin" ] || bin="$(go env GOPATH)/bin"
+	printf '%s/staticcheck\n' "$bin"
+}
+
+install_staticcheck() {
+	local sc
+	sc=$(staticcheck_bin)
+	# staticcheck -version prints e.g. "staticcheck 2026.2.2 (0.8.2)".
+	if [ -x "$sc" ] && "$sc" -version 2>/dev/null | grep -qF "(${STATICCHECK_VERSION#v})"; then
+		log "staticcheck $STATICCHECK_VERSION present: $sc"
+		return
+	fi
+	log "installing staticcheck $STATICCHECK_VERSION"
+	go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+	"$sc" -version >/dev/null || die "go install did not put staticcheck at $sc"
+}
+
 install_packages
 start_postgres
 allow_tcp_postgres
 create_test_db
 check_python
 go_modules
+install_staticcheck

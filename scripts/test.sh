@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Sets the machine up (scripts/setup.sh), then checks formatting and vet and
-# runs every test. Extra arguments go to `go test` (e.g. -run, -v).
+# Sets the machine up (scripts/setup.sh), then checks formatting, go.mod
+# tidiness, vet and staticcheck, and runs every test: the packages with
+# concurrency under the race detector, the rest without. Extra arguments go
+# to both `go test` runs (e.g. -run, -v).
 #
 # With CI=true, tests fail instead of skipping when PostgreSQL or Django is
 # missing (internal/testdb), so that a broken machine cannot pass.
@@ -21,7 +23,23 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 
+# Prints the changes `go mod tidy` would make and fails if there are any.
+if ! go mod tidy -diff; then
+	echo 'test: go.mod or go.sum is not tidy; run go mod tidy' >&2
+	exit 1
+fi
+
 go vet ./...
-# -count=1: the tests read Python and migration files through subprocesses,
-# which Go's test cache does not track.
-go test -count=1 -timeout 30m "$@" ./...
+
+# Installed by scripts/setup.sh (GOBIN, else GOPATH/bin).
+gobin=$(go env GOBIN)
+"${gobin:-$(go env GOPATH)/bin}/staticcheck" ./...
+
+# The packages with goroutines of their own run under -race; every other
+# package runs once, without it. -count=1: the tests read Python and
+# migration files through subprocesses, which Go's test cache does not
+# track.
+race_pkgs=(./daemon/ ./compat/djangodb/... ./pyhandlers/ ./web/ ./cmd/atpd/)
+mapfile -t other_pkgs < <(comm -23 <(go list ./... | sort) <(go list "${race_pkgs[@]}" | sort))
+go test -count=1 -timeout 30m "$@" "${other_pkgs[@]}"
+go test -count=1 -race -timeout 30m "$@" "${race_pkgs[@]}"

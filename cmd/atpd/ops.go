@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -244,13 +243,3 @@ func toTypeJSON(t djangodb.TaskType) typeJSON {
 
 // seconds renders a float number of seconds as the tracker takes them.
 func seconds(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) + "s" }
-
-// cmdError prefixes an operation's error with the command's name, unless it
-// is a usage error, which is printed as is with the usage.
-func cmdError(name string, err error) error {
-	var ue *usageError
-	if err == nil || errors.As(err, &ue) {
-		return err
-	}
-	return fmt.Errorf("%s: %w", name, err)
-}

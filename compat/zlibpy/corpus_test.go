@@ -82,9 +82,9 @@ func skewed(r *rand.Rand, n int) []byte {
 // deepTree holds bytes with frequencies that force zlib's Huffman builder
 // into a caterpillar, one level per symbol: each frequency exceeds the sum
 // of all but the one before it, so depth ties never rebalance the tree.
-// END_BLOCK's frequency of 1 is the first leaf. With Z_HUFFMAN_ONLY and 16
-// or more symbols the optimal code is longer than 15 bits, so zlib's length
-// repair runs.
+// END_BLOCK's frequency of 1 is the first leaf. Coded as literals only
+// (huffmanOnly), with 16 or more symbols the optimal code is longer than
+// 15 bits, so zlib's length repair runs.
 func deepTree(r *rand.Rand, symbols int) []byte {
 	freqs, sums := []int{1, 1, 2}, []int{1, 2, 4}
 	for len(freqs) <= symbols {
@@ -177,7 +177,7 @@ func fixedInputs() []input {
 		{"mixed 400K", mixed(r, 400000)},
 		// Where the lazy matcher drops length-3 matches as too far.
 		{"length-3 repeats around TOO_FAR", plantRepeats(r, 3, []int{4094, 4095, 4096, 4097, 4098, 4096})},
-		// Where both matchers stop looking back (wSize - minLookahead).
+		// Where the matcher stops looking back (wSize - minLookahead).
 		{"repeats around MAX_DIST", plantRepeats(r, 12, []int{32504, 32505, 32506, 32507, 32508, 32506})},
 	}
 	// Sizes around the window, the sliding point and the block limit.

@@ -35,33 +35,23 @@ const (
 	nilPos = 0 // position 0 doubles as "no entry" in the hash chains
 )
 
-// config is one row of zlib's configuration_table. For the fast matcher
-// lazy is the longest match whose strings are all inserted in the hash.
-type config struct {
-	good, lazy, nice, chain int
-	slow                    bool
-}
-
-var configTable = [10]config{
-	1: {4, 4, 8, 4, false},
-	2: {4, 5, 16, 8, false},
-	3: {4, 6, 32, 32, false},
-	4: {4, 4, 16, 16, true},
-	5: {8, 16, 32, 32, true},
-	6: {8, 16, 128, 128, true},
-	7: {8, 32, 128, 256, true},
-	8: {32, 128, 258, 1024, true},
-	9: {32, 258, 258, 4096, true},
-}
+// Level 6's row of zlib's configuration_table, the level zlib.compress
+// uses by default: matches of goodLength or more cut the chain search to a
+// quarter, matches of maxLazy or more are not lazily re-evaluated, a match
+// of niceLength ends the search, and at most maxChain candidates are tried.
+const (
+	goodLength = 8
+	maxLazy    = 16
+	niceLength = 128
+	maxChain   = 128
+)
 
 type compressor struct {
 	window [windowSize]byte
 	prev   [wSize]uint16
 	head   [hashSize]uint16
 
-	in    []byte // input not yet copied into the window
-	cfg   config
-	strat strategy
+	in []byte // input not yet copied into the window
 
 	insH           int
 	strstart       int
@@ -91,14 +81,12 @@ func newCompressor() *compressor {
 // reset prepares a pooled compressor. The window and chains are cleared up
 // to the old high-water mark, so every call starts from the state a fresh
 // compressor has, whatever an earlier call left there.
-func (c *compressor) reset(data []byte, level int, strat strategy) {
+func (c *compressor) reset(data []byte) {
 	clear(c.window[:c.highWater])
 	clear(c.prev[:min(c.highWater, wSize)])
 	clear(c.head[:])
 	c.highWater = 0
 	c.in = data
-	c.cfg = configTable[level]
-	c.strat = strat
 	c.insH = 0
 	c.strstart = 0
 	c.blockStart = 0
@@ -206,15 +194,15 @@ func (c *compressor) slideHash() {
 // first of equally long matches wins, i.e. the nearest.
 func (c *compressor) longestMatch(curMatch int) int {
 	w := c.window[:]
-	chain := c.cfg.chain
+	chain := maxChain
 	scan := c.strstart
 	best := c.prevLength
-	nice := c.cfg.nice
+	nice := niceLength
 	limit := nilPos
 	if c.strstart > maxDist {
 		limit = c.strstart - maxDist
 	}
-	if c.prevLength >= c.cfg.good {
+	if c.prevLength >= goodLength {
 		chain >>= 2
 	}
 	if nice > c.lookahead {
@@ -253,58 +241,8 @@ func (c *compressor) longestMatch(curMatch int) int {
 	return min(best, c.lookahead)
 }
 
-// deflateFast is zlib's matcher for levels 1 to 3: take the longest match
-// at once, no lazy evaluation.
-func (c *compressor) deflateFast() {
-	for {
-		if c.lookahead < minLookahead {
-			c.fillWindow()
-			if c.lookahead == 0 {
-				break
-			}
-		}
-		hashHead := nilPos
-		if c.lookahead >= minMatch {
-			hashHead = c.insertString(c.strstart)
-		}
-		if hashHead != nilPos && c.strstart-hashHead <= maxDist {
-			c.matchLength = c.longestMatch(hashHead)
-		}
-		var flush bool
-		if c.matchLength >= minMatch {
-			flush = c.tallyDist(c.strstart-c.matchStart, c.matchLength-minMatch)
-			c.lookahead -= c.matchLength
-			if c.matchLength <= c.cfg.lazy && c.lookahead >= minMatch {
-				c.matchLength--
-				for {
-					c.strstart++
-					c.insertString(c.strstart)
-					c.matchLength--
-					if c.matchLength == 0 {
-						break
-					}
-				}
-				c.strstart++
-			} else {
-				c.strstart += c.matchLength
-				c.matchLength = 0
-				c.insH = int(c.window[c.strstart])
-				c.insH = c.updateHash(c.insH, c.window[c.strstart+1])
-			}
-		} else {
-			flush = c.tallyLit(c.window[c.strstart])
-			c.lookahead--
-			c.strstart++
-		}
-		if flush {
-			c.flushBlock(false)
-		}
-	}
-	c.flushBlock(true)
-}
-
-// deflateSlow is zlib's lazy matcher for levels 4 to 9: a match is emitted
-// only if the match starting one byte later is not longer.
+// deflateSlow is zlib's lazy matcher (levels 4 to 9, here level 6): a match
+// is emitted only if the match starting one byte later is not longer.
 func (c *compressor) deflateSlow() {
 	for {
 		if c.lookahead < minLookahead {
@@ -319,10 +257,9 @@ func (c *compressor) deflateSlow() {
 		}
 		c.prevLength, c.prevMatch = c.matchLength, c.matchStart
 		c.matchLength = minMatch - 1
-		if hashHead != nilPos && c.prevLength < c.cfg.lazy && c.strstart-hashHead <= maxDist {
+		if hashHead != nilPos && c.prevLength < maxLazy && c.strstart-hashHead <= maxDist {
 			c.matchLength = c.longestMatch(hashHead)
-			if c.matchLength <= 5 && (c.strat == strategyFiltered ||
-				(c.matchLength == minMatch && c.strstart-c.matchStart > tooFar)) {
+			if c.matchLength == minMatch && c.strstart-c.matchStart > tooFar {
 				c.matchLength = minMatch - 1
 			}
 		}
@@ -360,65 +297,6 @@ func (c *compressor) deflateSlow() {
 	if c.matchAvailable {
 		c.tallyLit(c.window[c.strstart-1])
 		c.matchAvailable = false
-	}
-	c.flushBlock(true)
-}
-
-// deflateHuff is Z_HUFFMAN_ONLY: literals only.
-func (c *compressor) deflateHuff() {
-	for {
-		if c.lookahead == 0 {
-			c.fillWindow()
-			if c.lookahead == 0 {
-				break
-			}
-		}
-		c.matchLength = 0
-		flush := c.tallyLit(c.window[c.strstart])
-		c.lookahead--
-		c.strstart++
-		if flush {
-			c.flushBlock(false)
-		}
-	}
-	c.flushBlock(true)
-}
-
-// deflateRLE is Z_RLE: matches at distance 1 only.
-func (c *compressor) deflateRLE() {
-	for {
-		if c.lookahead <= maxMatch {
-			c.fillWindow()
-			if c.lookahead == 0 {
-				break
-			}
-		}
-		c.matchLength = 0
-		if c.lookahead >= minMatch && c.strstart > 0 {
-			w := c.window[c.strstart-1 : c.strstart+maxMatch+1]
-			p := w[0]
-			if w[1] == p && w[2] == p && w[3] == p {
-				n := 3
-				for n < maxMatch && w[n+1] == p {
-					n++
-				}
-				c.matchLength = min(n, c.lookahead)
-			}
-		}
-		var flush bool
-		if c.matchLength >= minMatch {
-			flush = c.tallyDist(1, c.matchLength-minMatch)
-			c.lookahead -= c.matchLength
-			c.strstart += c.matchLength
-			c.matchLength = 0
-		} else {
-			flush = c.tallyLit(c.window[c.strstart])
-			c.lookahead--
-			c.strstart++
-		}
-		if flush {
-			c.flushBlock(false)
-		}
 	}
 	c.flushBlock(true)
 }

@@ -16,26 +16,30 @@ import (
 )
 
 // pyServer answers compression requests with CPython's zlib: strategy 0
-// through zlib.compress (what the tracker calls), others through
-// compressobj, which zlib.compress has no parameter for. It runs until its
-// stdin closes, so a crashed test binary does not leave it behind.
+// through zlib.compress(data), the very call the tracker makes, others
+// (Z_HUFFMAN_ONLY for TestLengthLimitRepair) through compressobj at the
+// default level, as zlib.compress has no strategy parameter. It runs until
+// its stdin closes, so a crashed test binary does not leave it behind.
 const pyServer = `
 import struct, sys, zlib
 r, w = sys.stdin.buffer, sys.stdout.buffer
 w.write(zlib.ZLIB_RUNTIME_VERSION.encode().ljust(16)); w.flush()
 while True:
-    head = r.read(6)
-    if len(head) < 6:
+    head = r.read(5)
+    if len(head) < 5:
         break
-    level, strategy, n = struct.unpack(">bBI", head)
+    strategy, n = struct.unpack(">BI", head)
     data = r.read(n)
     if strategy == 0:
-        z = zlib.compress(data, level)
+        z = zlib.compress(data)
     else:
-        co = zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, strategy)
+        co = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, strategy)
         z = co.compress(data) + co.flush()
     w.write(struct.pack(">I", len(z))); w.write(z); w.flush()
 `
+
+// zHuffmanOnly is zlib's Z_HUFFMAN_ONLY strategy number.
+const zHuffmanOnly = 2
 
 // pyZlib is one python3 process serving pyServer.
 type pyZlib struct {
@@ -105,17 +109,20 @@ func tryPythonZlib() (*pyZlib, error) {
 	return py, pyErr
 }
 
-// compress returns CPython's output for data.
-func (p *pyZlib) compress(data []byte, level int, strat strategy) ([]byte, error) {
+// compress returns CPython's zlib.compress(data).
+func (p *pyZlib) compress(data []byte) ([]byte, error) { return p.request(0, data) }
+
+// request returns CPython's output for data with zlib strategy strat at the
+// default level.
+func (p *pyZlib) request(strat byte, data []byte) ([]byte, error) {
 	if len(data) > 1<<31 {
 		return nil, errors.New("input too large for the python protocol")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var head [6]byte
-	head[0] = byte(int8(level))
-	head[1] = byte(strat)
-	binary.BigEndian.PutUint32(head[2:], uint32(len(data)))
+	var head [5]byte
+	head[0] = strat
+	binary.BigEndian.PutUint32(head[1:], uint32(len(data)))
 	if _, err := p.in.Write(head[:]); err != nil {
 		return nil, fmt.Errorf("python: write request: %w", err)
 	}

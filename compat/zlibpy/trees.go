@@ -463,7 +463,7 @@ func (c *compressor) flushTrees(buf []byte, storedLen int, last bool) {
 
 	optLenb := (s.optLen + 3 + 7) >> 3
 	staticLenb := (s.staticLen + 3 + 7) >> 3
-	if staticLenb <= optLenb || c.strat == strategyFixed {
+	if staticLenb <= optLenb {
 		optLenb = staticLenb
 	}
 	lastBit := uint16(0)

@@ -136,18 +136,6 @@ func (d *benchDB) load(ctx context.Context, handler string, n int) error {
 	return err
 }
 
-// finished counts instances by end state.
-func (d *benchDB) finished(ctx context.Context) (done, failed int, err error) {
-	fin := djangodb.Finished
-	all, err := d.store.Instances(ctx, djangodb.InstanceFilter{Status: &fin})
-	if err != nil {
-		return 0, 0, err
-	}
-	bad := djangodb.Failed
-	fails, err := d.store.Instances(ctx, djangodb.InstanceFilter{Status: &bad, Limit: 1})
-	return len(all), len(fails), err
-}
-
 // span returns the first SCHEDULED and the last FINISHED log time over all
 // instances: the drain as the database recorded it, from the first claim
 // to the last outcome, free of the bench's polling delay.
