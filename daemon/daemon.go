@@ -302,15 +302,6 @@ func (d *Daemon) Stats() Stats {
 	}
 }
 
-func (d *Daemon) isStopping() bool {
-	select {
-	case <-d.stopping:
-		return true
-	default:
-		return false
-	}
-}
-
 // loop claims tasks for free workers and hands each to a goroutine.
 func (d *Daemon) loop() {
 	defer close(d.loopDone)

@@ -294,7 +294,6 @@ func (s *pgStore) completeRound(ctx context.Context, tx *sql.Tx, cs []Completion
 			sStatus      []int64
 			sMsg         []string
 			sCond        []bool
-			rIdx         []int
 			rIDs         []int64
 			rText, rMime []string
 		)
@@ -314,7 +313,6 @@ func (s *pgStore) completeRound(ctx context.Context, tx *sql.Tx, cs []Completion
 				continue
 			}
 			if w.IsResponse {
-				rIdx = append(rIdx, i)
 				rIDs = append(rIDs, c.InstanceID)
 				rText = append(rText, encoded[i][layer])
 				rMime = append(rMime, pgText(w.MimeType))
