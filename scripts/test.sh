@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+# Test-only: a real Python 2.7 for the Python 2 pickle and worker tests.
+scripts/setup-python2.sh
 
 if ! command -v go >/dev/null 2>&1; then
 	export PATH=/usr/local/go/bin:$PATH
