@@ -150,22 +150,36 @@ const pgBatchResponse = `WITH v AS (
 	ON CONFLICT (instance_id) DO UPDATE SET response = EXCLUDED.response, "mimeType" = EXCLUDED."mimeType"
 	RETURNING instance_id`
 
-const pgStatusOf = `SELECT id, status FROM processes_instance WHERE id = ANY($1)`
-
-// pgLockRun locks the instances of a round, in id order so that two
-// completers cannot deadlock, skipping rows another transaction holds:
-// one task's row held by a slow transaction (a producer, a sweep) must
-// not hold back the others' outcomes. FOR UPDATE also conflicts with the
-// KEY SHARE lock a producer's re-enqueue takes to insert its task row, so
-// the fence below cannot miss a waiting row committed meanwhile.
-const pgLockRun = `SELECT id FROM processes_instance WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED`
+// pgLockRunState locks the instances $1 of a round and reads the fence's
+// state (RunState) of each, in one statement. It locks in id order, so
+// that two completers cannot deadlock, and skips rows another
+// transaction holds: one task's row held by a slow transaction (a
+// producer, a sweep) must not hold back the others' outcomes. FOR UPDATE
+// also conflicts with the KEY SHARE lock a producer's re-enqueue takes to
+// insert its task row.
+//
+// The subqueries see the statement's snapshot, taken before the locks: a
+// row changed by a transaction that committed in between is locked in its
+// new version (READ COMMITTED rechecks it) while the subqueries still
+// describe the old one. The last column tells: the locked version's xmin
+// against the one the snapshot sees. Every tracker write that matters to
+// the fence (a claim, a re-enqueue, a status change) updates the instance
+// row, so equal xmins mean the state read is the state locked; the caller
+// treats a mismatch as a busy row, to be tried again.
+const pgLockRunState = `SELECT i.id, i.status,
+		EXISTS (SELECT 1 FROM processes_task k WHERE k.instance_id = i.id AND k.lock = 0),
+		(SELECT count(*) FROM (
+			SELECT status, lag(status) OVER w AS prev, lead(status) OVER w AS next, lead(message) OVER w AS next_msg
+			FROM processes_logrecord WHERE instance_id = i.id WINDOW w AS (ORDER BY time, id)
+		) s WHERE ` + pgCountedStart + `),
+		i.xmin::text = (SELECT o.xmin::text FROM processes_instance o WHERE o.id = i.id)
+	FROM processes_instance i WHERE i.id = ANY($1) ORDER BY i.id FOR UPDATE OF i SKIP LOCKED`
 
 // pgExisting lists which of $1 exist, without waiting for their locks.
 const pgExisting = `SELECT id FROM processes_instance WHERE id = ANY($1)`
 
-// pgRunState reads the fence's state (RunState) of the instances $1. It
-// runs after pgLockRun, as a statement of its own: under READ COMMITTED it
-// then sees everything committed before the locks were granted.
+// pgRunState reads the fence's state (RunState) of the instances $1, for
+// Release, which locks its one row in a statement of its own first.
 const pgRunState = `SELECT i.id, i.status,
 		EXISTS (SELECT 1 FROM processes_task k WHERE k.instance_id = i.id AND k.lock = 0),
 		(SELECT count(*) FROM (
@@ -176,50 +190,58 @@ const pgRunState = `SELECT i.id, i.status,
 
 // fenceRound locks the instances of live and drops from it the
 // completions whose run no longer owns its instance, those whose row
-// another transaction holds, and those whose instance is gone, recording
-// why in res. It returns the completions still to write.
-func (s *pgStore) fenceRound(ctx context.Context, tx *sql.Tx, cs []Completion, res []CompletionResult, live []int) ([]int, error) {
+// another transaction holds (or changed while it was being locked), and
+// those whose instance is gone, recording why in res. It returns the
+// completions still to write and the status each instance has now.
+func (s *pgStore) fenceRound(ctx context.Context, tx *sql.Tx, cs []Completion, res []CompletionResult, live []int) ([]int, map[int64]Status, error) {
 	ids := make([]int64, len(live))
 	for k, i := range live {
 		ids[k] = cs[i].InstanceID
 	}
-	locked, err := queryInt64s(ctx, s.stmts.in(ctx, s.db, tx, pgLockRun), pgLockRun, pq.Array(ids))
+	rows, err := s.stmts.in(ctx, s.db, tx, pgLockRunState).QueryContext(ctx, pgLockRunState, pq.Array(ids))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var existing []int64
-	if len(locked) < len(ids) {
-		if existing, err = queryInt64s(ctx, tx, pgExisting, pq.Array(ids)); err != nil {
-			return nil, err
-		}
-	}
-	rows, err := s.stmts.in(ctx, s.db, tx, pgRunState).QueryContext(ctx, pgRunState, pq.Array(locked))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	state := make(map[int64]RunState, len(locked))
+	state := make(map[int64]RunState, len(ids))
+	changed := make(map[int64]bool)
 	for rows.Next() {
 		var id int64
 		var st RunState
-		if err := rows.Scan(&id, &st.Status, &st.Queued, &st.Starts); err != nil {
-			return nil, err
+		var same bool
+		if err := rows.Scan(&id, &st.Status, &st.Queued, &st.Starts, &same); err != nil {
+			rows.Close()
+			return nil, nil, err
 		}
 		state[id] = st
+		if !same {
+			changed[id] = true
+		}
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var existing []int64
+	if len(state) < len(ids) {
+		if existing, err = queryInt64s(ctx, tx, pgExisting, pq.Array(ids)); err != nil {
+			return nil, nil, err
+		}
+	}
+	status := make(map[int64]Status, len(state))
 	owned := live[:0:0]
 	for _, i := range live {
 		c := cs[i]
 		st, ok := state[c.InstanceID]
 		switch {
+		case ok && changed[c.InstanceID]:
+			res[i].Err = fmt.Errorf("djangodb: complete instance %d: changed while locked: %w", c.InstanceID, ErrBusy)
 		case ok:
+			res[i].Status = st.Status
 			if reason := c.Fence(st); reason != "" {
 				res[i] = c.discard(res[i], reason)
 				continue
 			}
+			status[c.InstanceID] = st.Status
 			owned = append(owned, i)
 		case slices.Contains(existing, c.InstanceID):
 			res[i].Err = fmt.Errorf("djangodb: complete instance %d: %w", c.InstanceID, ErrBusy)
@@ -227,7 +249,7 @@ func (s *pgStore) fenceRound(ctx context.Context, tx *sql.Tx, cs []Completion, r
 			res[i].Err = fmt.Errorf("djangodb: complete instance %d: %w", c.InstanceID, ErrNotFound)
 		}
 	}
-	return owned, nil
+	return owned, status, nil
 }
 
 func (s *pgStore) Complete(ctx context.Context, cs []Completion) ([]CompletionResult, error) {
@@ -282,7 +304,7 @@ func (s *pgStore) completeRound(ctx context.Context, tx *sql.Tx, cs []Completion
 	if len(live) == 0 {
 		return nil
 	}
-	live, err := s.fenceRound(ctx, tx, cs, res, live)
+	live, status, err := s.fenceRound(ctx, tx, cs, res, live)
 	if err != nil || len(live) == 0 {
 		return err
 	}
@@ -343,6 +365,7 @@ func (s *pgStore) completeRound(ctx context.Context, tx *sql.Tx, cs []Completion
 			}
 			for k, i := range sIdx {
 				if did[cs[i].InstanceID] {
+					status[cs[i].InstanceID] = Status(sStatus[k])
 					lastUpdate[i] = base.Add(time.Duration(2*k) * time.Microsecond)
 					if layer == len(cs[i].Writes) {
 						res[i].Wrote = true
@@ -351,37 +374,10 @@ func (s *pgStore) completeRound(ctx context.Context, tx *sql.Tx, cs []Completion
 			}
 		}
 	}
-	ids := make([]int64, len(live))
-	for k, i := range live {
-		ids[k] = cs[i].InstanceID
-	}
-	var rows *sql.Rows
-	rows, err = s.stmts.in(ctx, s.db, tx, pgStatusOf).QueryContext(ctx, pgStatusOf, pq.Array(ids))
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	status := make(map[int64]Status, len(ids))
-	for rows.Next() {
-		var id int64
-		var st Status
-		if err := rows.Scan(&id, &st); err != nil {
-			return err
-		}
-		status[id] = st
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
+	// The instances are locked: the status each ends with is the last
+	// one written, or the one the fence read.
 	for _, i := range live {
-		st, ok := status[cs[i].InstanceID]
-		if !ok {
-			// Gone before this transaction (each write above locks the
-			// row, so not during it): nothing was written.
-			res[i].Err = fmt.Errorf("djangodb: complete instance %d: %w", cs[i].InstanceID, ErrNotFound)
-			res[i].Wrote = false
-			continue
-		}
+		st := status[cs[i].InstanceID]
 		res[i].Status = st
 		if t, ok := lastUpdate[i]; ok {
 			res[i].TimeUpdate = t.In(s.loc)
