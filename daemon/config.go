@@ -41,10 +41,14 @@ const (
 	minRunWindow = 100 * time.Millisecond
 )
 
-// Backoff bounds for retried store calls and failed polls.
+// Backoff bounds for retried store calls and failed polls. A claim that
+// lost its connection (djangodb.ConnectionLost) is retried at once, then
+// with backoff capped at retryLostMax: the server was reachable a moment
+// ago, so a new connection is what the claim needs, not seconds of waiting.
 const (
 	retryBackoffMin = 50 * time.Millisecond
 	retryBackoffMax = 5 * time.Second
+	retryLostMax    = 500 * time.Millisecond
 )
 
 // ErrConfig is wrapped by every Validate error.

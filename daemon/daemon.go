@@ -307,6 +307,8 @@ func (d *Daemon) loop() {
 	defer close(d.loopDone)
 	pulls := 0
 	backoff := retryBackoffMin
+	// lost counts the claims in a row that lost their connection.
+	lost := 0
 	for {
 		var slots []int
 		select {
@@ -335,27 +337,56 @@ func (d *Daemon) loop() {
 		switch {
 		case errors.Is(err, djangodb.ErrQueueEmpty):
 			d.release(slots)
-			backoff = retryBackoffMin
+			backoff, lost = retryBackoffMin, 0
 			if time.Since(d.lastSweepTime()) >= d.cfg.SweepIdleMin {
 				d.triggerSweep()
 				pulls = 0
 			}
 			d.sleep(d.cfg.PollInterval, true)
 			continue
+		case djangodb.ConnectionLost(err):
+			// The store has replaced its dead connections: the first retry
+			// goes at once, later ones after a short backoff. A database
+			// that is down refuses new connections instead, which is the
+			// case below.
+			d.release(slots)
+			wait := lostBackoff(lost)
+			lost++
+			d.log.Warn("ATPD: lost the database connection while pulling tasks; retrying on a new one",
+				"error", err, "attempt", lost, "retry_in", wait)
+			if wait > 0 {
+				d.sleep(wait, false)
+			}
+			continue
 		case err != nil:
 			d.release(slots)
+			lost = 0
 			d.log.Warn("ATPD: cannot pull tasks from the queue; retrying",
 				"error", err, "retry_in", backoff)
 			d.sleep(backoff, false)
 			backoff = min(2*backoff, retryBackoffMax)
 			continue
 		}
-		backoff = retryBackoffMin
+		backoff, lost = retryBackoffMin, 0
 		pulls++
 		d.n.pulls.Add(1)
 		d.n.claimed.Add(int64(len(sts)))
 		d.dispatch(sts, slots)
 	}
+}
+
+// lostBackoff is the wait before the next claim after lost claims in a
+// row lost their connection: none after the first, then retryBackoffMin
+// doubling up to retryLostMax.
+func lostBackoff(lost int) time.Duration {
+	if lost == 0 {
+		return 0
+	}
+	wait := retryBackoffMin
+	for i := 1; i < lost && wait < retryLostMax; i++ {
+		wait *= 2
+	}
+	return min(wait, retryLostMax)
 }
 
 // moreSlots adds the workers that are free too, so that one claim serves

@@ -36,6 +36,9 @@ import (
 // is for a server that stopped answering.
 const pgTimeout = 30 * time.Second
 
+// pgMaxIdleConns is how many idle connections the pool keeps.
+const pgMaxIdleConns = 8
+
 // pgRetireBatch bounds how many instances one retirement transaction deletes.
 const pgRetireBatch = 500
 
@@ -94,7 +97,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (Store, error) 
 	}
 	// The daemon's workers each hold a connection only for a statement;
 	// keeping some idle saves a connection setup per task.
-	s.db.SetMaxIdleConns(8)
+	s.db.SetMaxIdleConns(pgMaxIdleConns)
 	s.db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := s.Ping(ctx); err != nil {
 		s.db.Close()
@@ -160,39 +163,79 @@ func (s *pgStore) Ping(ctx context.Context) error {
 	return nil
 }
 
-// inTx runs fn in one transaction under its own timeout. A deadlock (which
-// PostgreSQL resolves by aborting one side) is retried: the transactions
-// here are short and idempotent until committed.
+// inTx runs fn in one transaction under its own timeout (see tryTx). The
+// transaction is run again, up to twice, when nothing of it can have been
+// committed and another try may well succeed: PostgreSQL aborted it for a
+// deadlock or a serialization failure, or its connection was lost before
+// COMMIT was sent (the server rolls back a transaction whose session
+// ends). The transactions here are short and idempotent until committed.
+// A connection lost at COMMIT is not retried: the transaction may have
+// committed, which only the caller can find out.
+//
+// A lost connection also drops the pool's idle connections (see
+// dropIdleConns), so that the next try runs on a new connection instead of
+// failing on another dead one.
 func (s *pgStore) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	for attempt := 1; ; attempt++ {
-		err := s.tryTx(ctx, fn)
+		atCommit, err := s.tryTx(ctx, fn)
+		if err == nil {
+			return nil
+		}
+		lost := ConnectionLost(err)
+		if lost {
+			s.dropIdleConns()
+		}
 		var pe *pq.Error
-		if attempt < 3 && errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001") {
+		aborted := errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+		if attempt < 3 && (aborted || lost && !atCommit) && ctx.Err() == nil {
 			continue
 		}
 		return err
 	}
 }
 
-func (s *pgStore) tryTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+// pgTxOptions are the options of every transaction: READ COMMITTED, stated
+// rather than left to the server's default_transaction_isolation, because
+// the statements here are written for it (see the top of this file).
+var pgTxOptions = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+
+// tryTx runs fn in one READ COMMITTED transaction under its own timeout.
+// atCommit reports that the error came from COMMIT, after fn succeeded.
+func (s *pgStore) tryTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) (atCommit bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
 	defer cancel()
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.BeginTx(ctx, pgTxOptions)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := fn(ctx, tx); err != nil {
 		tx.Rollback()
-		return err
+		return false, err
 	}
-	return tx.Commit()
+	return true, tx.Commit()
+}
+
+// dropIdleConns closes the pool's idle connections. It is called when a
+// connection was found lost: whatever ended that session (a restart of
+// the server, a failover, pg_terminate_backend of the daemon's sessions)
+// has most likely ended the idle ones too, and database/sql would
+// otherwise hand them out one by one, each failing a call or costing a
+// round trip before it is found dead. Connections in use are left alone:
+// each is discarded when it reports bad.
+func (s *pgStore) dropIdleConns() {
+	s.db.SetMaxIdleConns(0)
+	s.db.SetMaxIdleConns(pgMaxIdleConns)
 }
 
 // queryRow runs one single-row query under its own timeout and scans it.
 func (s *pgStore) queryRow(ctx context.Context, query string, args []any, dest ...any) error {
 	ctx, cancel := context.WithTimeout(ctx, pgTimeout)
 	defer cancel()
-	return s.db.QueryRowContext(ctx, query, args...).Scan(dest...)
+	err := s.db.QueryRowContext(ctx, query, args...).Scan(dest...)
+	if ConnectionLost(err) {
+		s.dropIdleConns()
+	}
+	return err
 }
 
 // ---- types

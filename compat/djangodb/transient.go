@@ -2,7 +2,11 @@ package djangodb
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
+	"io"
+	"net"
+	"syscall"
 
 	"github.com/lib/pq"
 	"modernc.org/sqlite"
@@ -23,6 +27,8 @@ func Transient(err error) bool {
 	switch {
 	case err == nil, errors.Is(err, context.Canceled):
 		return false
+	case ConnectionLost(err):
+		return true
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrQueueFull), errors.Is(err, ErrQueueEmpty),
 		errors.Is(err, ErrExists), errors.Is(err, ErrProtected), errors.Is(err, ErrUnsupported):
 		return false
@@ -56,4 +62,41 @@ func Transient(err error) bool {
 	// What is left comes from below the SQL layer (a reset or refused
 	// connection, an EOF, database/sql's bad connection) or is a timeout.
 	return true
+}
+
+// ConnectionLost reports whether err says that a connection to the database
+// died under the call: the server ended the session (pg_terminate_backend,
+// a fast shutdown, a crash of another backend, an idle session timeout),
+// the connection was reset or closed, or database/sql's driver.ErrBadConn
+// (lib/pq's word for all of these once a connection is marked bad). The
+// server was reachable a moment ago, so the call may well succeed at once
+// on a new connection; a store drops its idle connections, dead from the
+// same cause most likely, when it sees one. ConnectionLost implies
+// Transient.
+//
+// A connection that cannot be made (refused, a timeout, the server
+// starting up or shutting down: 57P03) is not a lost one: that is an
+// outage, to be waited out with backoff.
+func ConnectionLost(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNABORTED) {
+		return true
+	}
+	var pe *pq.Error
+	if errors.As(err, &pe) {
+		switch pe.SQLState() {
+		case "57P01", // admin_shutdown: pg_terminate_backend, a smart or fast shutdown
+			"57P02", // crash_shutdown: another backend crashed
+			"57P05", // idle_session_timeout
+			"25P03", // idle_in_transaction_session_timeout
+			"08003", // connection_does_not_exist
+			"08006": // connection_failure
+			return true
+		}
+	}
+	return false
 }
