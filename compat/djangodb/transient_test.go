@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
 )
@@ -21,7 +22,7 @@ func TestConnectionLost(t *testing.T) {
 	netErr := func(op string, errno syscall.Errno) error {
 		return &net.OpError{Op: op, Net: "tcp", Err: os.NewSyscallError(op, errno)}
 	}
-	pqErr := func(code string) error { return &pq.Error{Severity: "FATAL", Code: pq.ErrorCode(code)} }
+	pqErr := func(code string) error { return &pq.Error{Severity: "FATAL", Code: pqerror.Code(code)} }
 	tests := []struct {
 		name string
 		err  error
