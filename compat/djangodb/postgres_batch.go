@@ -167,7 +167,7 @@ const pgBatchResponse = `WITH v AS (
 // row, so equal xmins mean the state read is the state locked; the caller
 // treats a mismatch as a busy row, to be tried again.
 const pgLockRunState = `SELECT i.id, i.status,
-		EXISTS (SELECT 1 FROM processes_task k WHERE k.instance_id = i.id AND k.lock = 0),
+		(SELECT true FROM processes_task k WHERE k.instance_id = i.id AND k.lock = 0 LIMIT 1) IS NOT NULL,
 		(SELECT count(*) FROM (
 			SELECT status, lag(status) OVER w AS prev, lead(status) OVER w AS next, lead(message) OVER w AS next_msg
 			FROM processes_logrecord WHERE instance_id = i.id WINDOW w AS (ORDER BY time, id)
@@ -181,7 +181,7 @@ const pgExisting = `SELECT id FROM processes_instance WHERE id = ANY($1)`
 // pgRunState reads the fence's state (RunState) of the instances $1, for
 // Release, which locks its one row in a statement of its own first.
 const pgRunState = `SELECT i.id, i.status,
-		EXISTS (SELECT 1 FROM processes_task k WHERE k.instance_id = i.id AND k.lock = 0),
+		(SELECT true FROM processes_task k WHERE k.instance_id = i.id AND k.lock = 0 LIMIT 1) IS NOT NULL,
 		(SELECT count(*) FROM (
 			SELECT status, lag(status) OVER w AS prev, lead(status) OVER w AS next, lead(message) OVER w AS next_msg
 			FROM processes_logrecord WHERE instance_id = i.id WINDOW w AS (ORDER BY time, id)
