@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/internal/buildinfo"
 )
 
 const namespace = "atpd"
@@ -59,7 +60,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Go handlers that ignored cancellation and still run; their tasks are not run again by this daemon until they return.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.started, m.finished, m.failed, m.reenqueued, m.runtime, m.busy, m.discarded, m.abandoned} {
+	bi := buildinfo.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help:        "Always 1; the labels say which atpd this is: module version, VCS revision, Go version.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
+	})
+	build.Set(1)
+	for _, c := range []prometheus.Collector{m.started, m.finished, m.failed, m.reenqueued, m.runtime, m.busy, m.discarded, m.abandoned, build} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("web: register metrics: %w", err)
 		}

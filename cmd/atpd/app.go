@@ -10,6 +10,7 @@ import (
 
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/config"
+	"github.com/eoxserver/atpd/internal/buildinfo"
 )
 
 // Exit codes. A shutdown that completed, by SIGINT (drain) or SIGTERM
@@ -123,6 +124,8 @@ start-up error, 128+signal (130, 143) when a signal forced an immediate exit.`,
 	root.AddCommand(a.migrateCommand(), a.decodeInputCommand())
 	root.AddCommand(a.notifyCommand())
 	root.AddCommand(a.operatorCommands()...)
-	root.AddCommand(a.demoCommand())
+	root.AddCommand(a.demoCommand(), a.versionCommand())
+	root.Version = buildinfo.Get().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	return root
 }

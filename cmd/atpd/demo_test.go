@@ -325,6 +325,7 @@ func TestDaemonHTTP(t *testing.T) {
 				`atpd_queue_limit 64`, `atpd_tasks{status="FINISHED",type="SequenceSum"} 1`, // the database's
 				`atpd_tasks_started_total{type="SequenceSum"} 1`, `atpd_tasks_finished_total{type="SequenceSum"} 1`, // the daemon's
 				`atpd_task_run_seconds_count{type="SequenceSum"} 1`, `atpd_workers_busy 0`,
+				`atpd_build_info{goversion="go1.`, // which atpd this is
 			} {
 				if code != 200 || !strings.Contains(body, want) {
 					t.Errorf("/metrics lacks %q (%d)", want, code)
