@@ -73,3 +73,33 @@ func TestVersion(t *testing.T) {
 		t.Errorf("atpd version --json: exit %d, %q (%v)", code, stdout, err)
 	}
 }
+
+// TestEnqueueInputFlag: enqueue's input is --input-json; the old --json
+// still works, with a deprecation warning, and the two together are a
+// usage error.
+func TestEnqueueInputFlag(t *testing.T) {
+	db := newE2EDB(t, sqliteUTC)
+	db.producer("register", "SequenceSum", "tools.atp_demo.handler")
+	run := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runBin(t, nil, "", append(args, db.dbArgs()...)...)
+	}
+	if code, stdout, stderr := run("enqueue", "SequenceSum", "new", "--input-json", "[1, 2]", "--format", "json"); code != 0 || !strings.Contains(stdout, `"identifier": "new"`) || stderr != "" {
+		t.Errorf("--input-json: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	if got := db.pyInput("SequenceSum", "new"); got != "[1, 2]" {
+		t.Errorf("--input-json: Python reads %s", got)
+	}
+	if code, _, stderr := run("enqueue", "SequenceSum", "old", "--json", "[3]"); code != 0 || !strings.Contains(stderr, "--json is deprecated, use --input-json") {
+		t.Errorf("--json: exit %d, stderr %q", code, stderr)
+	}
+	if got := db.pyInput("SequenceSum", "old"); got != "[3]" {
+		t.Errorf("--json: Python reads %s", got)
+	}
+	if code, _, stderr := run("enqueue", "SequenceSum", "both", "--json", "[3]", "--input-json", "[4]"); code == 0 || !strings.Contains(stderr, "give only --input-json") {
+		t.Errorf("--json with --input-json: exit %d, stderr %q", code, stderr)
+	}
+	if code, stdout, _ := run("enqueue", "--help"); code != 0 || !strings.Contains(stdout, "--input-json") || strings.Contains(stdout, "  --json") {
+		t.Errorf("enqueue --help: exit %d, documents --json as a flag or lacks --input-json:\n%s", code, stdout)
+	}
+}

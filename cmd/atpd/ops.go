@@ -106,7 +106,8 @@ func (a *app) openOpsConfig(ctx context.Context, cfg config.Config, ignored []st
 }
 
 // addFormatFlags gives a command --format table|json and, unless the name
-// is taken (enqueue's --json is its input), --json as a short form.
+// is taken (by enqueue's deprecated name of --input-json), --json as a
+// short form.
 func addFormatFlags(c *cobra.Command, jsonShortcut bool) {
 	c.Flags().String("format", formatTable, "output format: table (for people) or json (for scripts)")
 	if jsonShortcut {

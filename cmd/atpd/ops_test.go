@@ -148,7 +148,7 @@ func TestOperatorCommands(t *testing.T) {
 					}},
 				{name: "register refuses a long identifier", args: []string{"register", strings.Repeat("x", 65), "a.b"}, code: 1,
 					stderr: []string{"64"}},
-				{name: "enqueue json", args: []string{"enqueue", "SequenceSum", "j1", "--json", "[1, 2, 3]"},
+				{name: "enqueue json", args: []string{"enqueue", "SequenceSum", "j1", "--input-json", "[1, 2, 3]"},
 					stdout: []string{"enqueued SequenceSum::j1 (instance "},
 					check: func(t *testing.T, _ string) {
 						if got := db.pyInput("SequenceSum", "j1"); got != "[1, 2, 3]" {
@@ -158,7 +158,7 @@ func TestOperatorCommands(t *testing.T) {
 							t.Errorf("status %d, want ACCEPTED", st)
 						}
 					}},
-				{name: "enqueue json from stdin as json.loads reads it", args: []string{"enqueue", "SequenceSum", "j2", "--json", "-", "--message", "from stdin", "--format", "json"},
+				{name: "enqueue json from stdin as json.loads reads it", args: []string{"enqueue", "SequenceSum", "j2", "--input-json", "-", "--message", "from stdin", "--format", "json"},
 					stdin: doc, json: &enq,
 					check: func(t *testing.T, _ string) {
 						if enq.Type != "SequenceSum" || enq.Identifier != "j2" || enq.InstanceID == 0 {
@@ -187,11 +187,11 @@ func TestOperatorCommands(t *testing.T) {
 							t.Errorf("Python reads input %s, want None", got)
 						}
 					}},
-				{name: "enqueue duplicate", args: []string{"enqueue", "SequenceSum", "j1", "--json", "[1]"}, code: 1,
+				{name: "enqueue duplicate", args: []string{"enqueue", "SequenceSum", "j1", "--input-json", "[1]"}, code: 1,
 					stderr: []string{"SequenceSum::j1", "already exists"}},
-				{name: "enqueue unknown type", args: []string{"enqueue", "Nope", "x", "--json", "[1]"}, code: 1,
+				{name: "enqueue unknown type", args: []string{"enqueue", "Nope", "x", "--input-json", "[1]"}, code: 1,
 					stderr: []string{"Nope::x", "not found"}},
-				{name: "enqueue bad json leaves nothing", args: []string{"enqueue", "SequenceSum", "bad", "--json", "[1, "}, code: 1,
+				{name: "enqueue bad json leaves nothing", args: []string{"enqueue", "SequenceSum", "bad", "--input-json", "[1, "}, code: 1,
 					stderr: []string{"SequenceSum::bad", "json input"},
 					check: func(t *testing.T, _ string) {
 						if st := db.status("SequenceSum", "bad"); st != -1 {
@@ -200,7 +200,7 @@ func TestOperatorCommands(t *testing.T) {
 					}},
 				{name: "enqueue bad pickle", args: []string{"enqueue", "SequenceSum", "bad", "--pickle-file", "-"}, stdin: "not a pickle", code: 1,
 					stderr: []string{"SequenceSum::bad", "invalid argument"}},
-				{name: "enqueue json and pickle", args: []string{"enqueue", "SequenceSum", "bad", "--json", "1", "--pickle-file", pickleFile}, code: 1,
+				{name: "enqueue json and pickle", args: []string{"enqueue", "SequenceSum", "bad", "--input-json", "1", "--pickle-file", pickleFile}, code: 1,
 					stderr: []string{"exclude each other", "Usage:"}},
 				{name: "status table", args: []string{"status", "SequenceSum", "j1"},
 					stdout: []string{"TYPE", "SequenceSum", "STATUS", "ACCEPTED (1)", "INSTANCE"}},
@@ -385,7 +385,7 @@ func TestQueueFull(t *testing.T) {
 			}
 			db.producer("register", "SequenceSum", "tools.atp_demo.handler")
 			for i := range 2 {
-				if code, out, _ := run("enqueue", "SequenceSum", fmt.Sprint("t", i), "--json", "[1]"); code != 0 {
+				if code, out, _ := run("enqueue", "SequenceSum", fmt.Sprint("t", i), "--input-json", "[1]"); code != 0 {
 					t.Fatalf("enqueue %d: exit %d: %s", i, code, out)
 				}
 			}
@@ -396,7 +396,7 @@ func TestQueueFull(t *testing.T) {
 				code int
 				out  []string
 			}{
-				{"full", []string{"enqueue", "SequenceSum", "x", "--json", "[1]"}, exitQueueFull,
+				{"full", []string{"enqueue", "SequenceSum", "x", "--input-json", "[1]"}, exitQueueFull,
 					[]string{"SequenceSum::x", "queue full", "--wait"}},
 				{"full, json output", []string{"enqueue", "SequenceSum", "x", "--format", "json"}, exitQueueFull,
 					[]string{"queue full"}},
@@ -421,7 +421,7 @@ func TestQueueFull(t *testing.T) {
 			}
 
 			t.Run("wait succeeds when room is made", func(t *testing.T) {
-				p := startAtpd(t, "enqueue-wait", baseEnv(), args("enqueue", "SequenceSum", "w", "--json", "[2]", "--wait")...)
+				p := startAtpd(t, "enqueue-wait", baseEnv(), args("enqueue", "SequenceSum", "w", "--input-json", "[2]", "--wait")...)
 				p.waitLine(`queue full; waiting for room`, time.Minute)
 				// A daemon takes a task: tracker.dequeueTask.
 				db.producer("dequeue", "99")

@@ -120,16 +120,18 @@ func (a *app) runUnregister(cmd *cobra.Command, args []string) error {
 
 func (a *app) enqueueCommand() *cobra.Command {
 	c := setupCommand(&cobra.Command{
-		Use:   "enqueue TYPE ID [--json INPUT | --pickle-file FILE] [--wait]",
+		Use:   "enqueue TYPE ID [--input-json INPUT | --pickle-file FILE] [--wait]",
 		Short: "Queue a task",
 		Long: `enqueue is tracker.enqueueTask: it queues the task ID of type TYPE with its
 input, which the handler receives as a Python object.
 
---json INPUT gives the input as JSON, converted as Python's json.loads would
+--input-json INPUT gives the input as JSON, converted as Python's json.loads would
 (objects become dicts, arrays lists, 1 an int, 1.0 a float) and pickled with
 protocol 2, which Python 2 and 3 handlers both read; "-" reads the JSON from
 standard input. --pickle-file FILE takes a pickle made elsewhere (any
 protocol, "-" for standard input) as it is. Without either, the input is None.
+(--json INPUT is the old, deprecated name of --input-json; on every other
+command --json selects JSON output, which enqueue gives with --format json.)
 
 When the queue already holds its maximum of waiting tasks (--max-queue-size,
 the tracker's MAX_QUEUE_SIZE), enqueue fails with exit status 75 (EX_TEMPFAIL);
@@ -141,7 +143,11 @@ listening (the default, --listen) runs it at once rather than at its next
 poll; Python producers need the trigger of atpd notify install for that.`,
 		RunE: a.runEnqueue,
 	}, cobra.ExactArgs(2))
-	c.Flags().String("json", "", `task input as JSON ("-": read it from standard input)`)
+	c.Flags().String("input-json", "", `task input as JSON ("-": read it from standard input)`)
+	// The old name, which --json's meaning elsewhere (JSON output) made a
+	// trap; it still works, with a warning.
+	c.Flags().String("json", "", "deprecated name of --input-json")
+	_ = c.Flags().MarkHidden("json")
 	c.Flags().String("pickle-file", "", `file holding the task input as a pickle ("-": standard input)`)
 	c.Flags().String("message", "", "message of the task's first log record")
 	c.Flags().Bool("wait", false, "when the queue is full, retry with backoff until there is room")
@@ -160,8 +166,17 @@ func (a *app) runEnqueue(cmd *cobra.Command, args []string) error {
 	message, _ := fl.GetString("message")
 	wait, _ := fl.GetBool("wait")
 	waitTimeout, _ := fl.GetDuration("wait-timeout")
-	if fl.Changed("json") && fl.Changed("pickle-file") {
-		return &usageError{cmd: cmd, err: errors.New("--json and --pickle-file exclude each other")}
+	inputFlag := "input-json"
+	if fl.Changed("json") {
+		if fl.Changed("input-json") {
+			return &usageError{cmd: cmd, err: errors.New("--json is the deprecated name of --input-json; give only --input-json")}
+		}
+		inputFlag = "json"
+		// On stderr: stdout may be a script's JSON.
+		fmt.Fprintln(a.stderr, "atpd: warning: enqueue --json is deprecated, use --input-json for the task input (--format json selects JSON output)")
+	}
+	if fl.Changed(inputFlag) && fl.Changed("pickle-file") {
+		return &usageError{cmd: cmd, err: fmt.Errorf("--%s and --pickle-file exclude each other", inputFlag)}
 	}
 	if fl.Changed("wait-timeout") && !wait {
 		return &usageError{cmd: cmd, err: errors.New("--wait-timeout needs --wait")}
@@ -174,8 +189,8 @@ func (a *app) runEnqueue(cmd *cobra.Command, args []string) error {
 		rawPickle []byte
 	)
 	switch {
-	case fl.Changed("json"):
-		text, _ := fl.GetString("json")
+	case fl.Changed(inputFlag):
+		text, _ := fl.GetString(inputFlag)
 		data := []byte(text)
 		if text == "-" {
 			if data, err = a.readInput("standard input"); err != nil {
