@@ -329,7 +329,8 @@ func (p *Producer) Input(ctx context.Context, typ, id string) (any, error) {
 // as in the tracker. Deleting a task a daemon is running makes the
 // daemon's later writes for it fail; the daemon logs and drops them.
 func (p *Producer) Delete(ctx context.Context, typ, id string) (bool, error) {
-	if _, err := p.Type(ctx, typ); err != nil {
+	// The store's call, not p.Type: its error is wrapped once, here.
+	if _, err := call(p, ctx, func(ctx context.Context) (djangodb.TaskType, error) { return p.store.Type(ctx, typ) }); err != nil {
 		return false, fmt.Errorf("producer: delete %s: %w", ref(typ, id), err)
 	}
 	in, err := p.Task(ctx, typ, id)

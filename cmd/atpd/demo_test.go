@@ -345,7 +345,7 @@ func TestDaemonHTTP(t *testing.T) {
 
 func TestHTTPFlagConflict(t *testing.T) {
 	code, _, stderr := runCLI(t, "", "--http", "127.0.0.1:1", "--http-addr", "127.0.0.1:2")
-	if code != 1 || !strings.Contains(stderr, "--http and --http-addr") {
+	if code != 2 || !strings.Contains(stderr, "--http and --http-addr") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 	if _, err := os.Stat("atpd.sqlite3"); err == nil {

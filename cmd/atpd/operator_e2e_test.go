@@ -103,3 +103,54 @@ func TestEnqueueInputFlag(t *testing.T) {
 		t.Errorf("enqueue --help: exit %d, documents --json as a flag or lacks --input-json:\n%s", code, stdout)
 	}
 }
+
+// TestUsageErrors: a command-line mistake is one line on stderr naming the
+// command, and a pointer to its --help, with exit status 2; runtime errors
+// are one clear chain with exit status 1.
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bogus"}, "atpd: unknown flag: --bogus\nSee 'atpd --help'.\n"},
+		{[]string{"enqueue", "T"}, "atpd enqueue: accepts 2 arg(s), received 1\nSee 'atpd enqueue --help'.\n"},
+		{[]string{"tasks", "--status", "DONE"}, "atpd tasks: --status \"DONE\": want ACCEPTED, SCHEDULED, RUNNING, PAUSED, FINISHED, FAILED or a code 0-6\nSee 'atpd tasks --help'.\n"},
+		{[]string{"--log-format", "xml", "--log-level", "loud"}, "atpd: config: log_format: \"xml\" is neither \"text\" nor \"json\"; config: log_level: \"loud\" is not debug, info, warning or error\nSee 'atpd --help'.\n"},
+	} {
+		code, stdout, stderr := runBin(t, nil, "", tc.args...)
+		if code != 2 || stderr != tc.want || stdout != "" {
+			t.Errorf("atpd %s: exit %d, stdout %q\nstderr %q\nwant exit 2, stderr %q", strings.Join(tc.args, " "), code, stdout, stderr, tc.want)
+		}
+	}
+}
+
+// TestErrorChains: what an operator reads when a command fails says what
+// is missing once, without the layers' repetitions, and names the
+// database once.
+func TestErrorChains(t *testing.T) {
+	db := newE2EDB(t, sqliteUTC)
+	db.batch(
+		[]string{"register", "SequenceSum", "tools.atp_demo.handler"},
+		[]string{"enqueue", "SequenceSum", "waiting", "--literal", "[1]"},
+	)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"delete", "NoType", "x"}, `atpd: delete NoType::x: task type "NoType" is not registered (atpd register adds it)`},
+		{[]string{"status", "SequenceSum", "nope"}, "atpd: status SequenceSum::nope: no such task (atpd tasks --type SequenceSum lists the type's tasks)"},
+		{[]string{"response", "SequenceSum", "waiting"}, "atpd: response SequenceSum::waiting: the task (status ACCEPTED) has no response"},
+		{[]string{"enqueue", "NoType", "x"}, `atpd: enqueue NoType::x: task type "NoType" is not registered (atpd register adds it)`},
+		{[]string{"tasks", "--type", "NoType"}, `atpd: tasks: task type "NoType" is not registered (atpd register adds it)`},
+	} {
+		code, _, stderr := runBin(t, nil, "", append(tc.args, db.dbArgs()...)...)
+		if code != 1 || stderr != tc.want+"\n" {
+			t.Errorf("atpd %s: exit %d, stderr %q, want exit 1 and %q", strings.Join(tc.args, " "), code, stderr, tc.want)
+		}
+	}
+	const dsn = "postgres://eox:s3cret@127.0.0.1:1/eox"
+	code, _, stderr := runBin(t, nil, "", "status", "T", "x", "--db", dsn)
+	if code != 1 || strings.Count(stderr, "127.0.0.1:1/eox") != 1 || strings.Contains(stderr, "s3cret") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("unreachable database: exit %d, stderr %q; want the redacted DSN once, in one line", code, stderr)
+	}
+}

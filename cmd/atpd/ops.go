@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -103,6 +104,42 @@ func (a *app) openOpsConfig(ctx context.Context, cfg config.Config, ignored []st
 	}
 	prod := producer.New(store, opts)
 	return &opsSession{cfg: cfg, store: store, prod: prod, log: log}, nil
+}
+
+// notFoundError is a not-found an operator can act on: which of the type,
+// the task or its response is missing. It still matches
+// djangodb.ErrNotFound.
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string { return e.msg }
+func (e *notFoundError) Unwrap() error { return djangodb.ErrNotFound }
+
+// explain turns the store's not-found for the task typ::id (id "" for a
+// type alone) into a message that says what is missing; other errors pass
+// unchanged. op names the command. The message is not found's too, which
+// the type and task names make unambiguous.
+func (s *opsSession) explain(ctx context.Context, op, typ, id string, err error) error {
+	if !errors.Is(err, djangodb.ErrNotFound) {
+		return err
+	}
+	what := op
+	if id != "" {
+		what = op + " " + djangodb.InstanceRef{Type: typ, Identifier: id}.String()
+	}
+	if _, terr := s.prod.Type(ctx, typ); errors.Is(terr, djangodb.ErrNotFound) {
+		return &notFoundError{fmt.Sprintf("%s: task type %q is not registered (atpd register adds it)", what, typ)}
+	}
+	if id == "" {
+		return err
+	}
+	in, ierr := s.prod.Task(ctx, typ, id)
+	switch {
+	case errors.Is(ierr, djangodb.ErrNotFound):
+		return &notFoundError{fmt.Sprintf("%s: no such task (atpd tasks --type %s lists the type's tasks)", what, typ)}
+	case ierr == nil && op == "response":
+		return &notFoundError{fmt.Sprintf("%s: the task (status %s) has no response", what, in.Status)}
+	}
+	return err
 }
 
 // addFormatFlags gives a command --format table|json and, unless the name

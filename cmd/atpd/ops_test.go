@@ -190,7 +190,7 @@ func TestOperatorCommands(t *testing.T) {
 				{name: "enqueue duplicate", args: []string{"enqueue", "SequenceSum", "j1", "--input-json", "[1]"}, code: 1,
 					stderr: []string{"SequenceSum::j1", "already exists"}},
 				{name: "enqueue unknown type", args: []string{"enqueue", "Nope", "x", "--input-json", "[1]"}, code: 1,
-					stderr: []string{"Nope::x", "not found"}},
+					stderr: []string{"Nope::x", "task type \"Nope\" is not registered"}},
 				{name: "enqueue bad json leaves nothing", args: []string{"enqueue", "SequenceSum", "bad", "--input-json", "[1, "}, code: 1,
 					stderr: []string{"SequenceSum::bad", "json input"},
 					check: func(t *testing.T, _ string) {
@@ -200,8 +200,8 @@ func TestOperatorCommands(t *testing.T) {
 					}},
 				{name: "enqueue bad pickle", args: []string{"enqueue", "SequenceSum", "bad", "--pickle-file", "-"}, stdin: "not a pickle", code: 1,
 					stderr: []string{"SequenceSum::bad", "invalid argument"}},
-				{name: "enqueue json and pickle", args: []string{"enqueue", "SequenceSum", "bad", "--input-json", "1", "--pickle-file", pickleFile}, code: 1,
-					stderr: []string{"exclude each other", "Usage:"}},
+				{name: "enqueue json and pickle", args: []string{"enqueue", "SequenceSum", "bad", "--input-json", "1", "--pickle-file", pickleFile}, code: 2,
+					stderr: []string{"exclude each other", "See 'atpd enqueue --help'."}},
 				{name: "status table", args: []string{"status", "SequenceSum", "j1"},
 					stdout: []string{"TYPE", "SequenceSum", "STATUS", "ACCEPTED (1)", "INSTANCE"}},
 				{name: "status json", args: []string{"status", "SequenceSum", "j1", "--json"}, json: &inst,
@@ -221,7 +221,7 @@ func TestOperatorCommands(t *testing.T) {
 						}
 					}},
 				{name: "status of a missing task", args: []string{"status", "SequenceSum", "nope"}, code: 1,
-					stderr: []string{"SequenceSum::nope", "not found"}},
+					stderr: []string{"SequenceSum::nope", "no such task"}},
 				{name: "reference daemon runs the queue", args: []string{"queue"}, stdout: []string{"WAITING", "LIMIT"},
 					check: func(t *testing.T, _ string) {
 						// tracker.dequeueTask and the Python handler, as
@@ -279,7 +279,7 @@ func TestOperatorCommands(t *testing.T) {
 						}
 					}},
 				{name: "response of a failed task", args: []string{"response", "SequenceSum", "j2"}, code: 1,
-					stderr: []string{"SequenceSum::j2", "not found"}},
+					stderr: []string{"SequenceSum::j2", "has no response"}},
 				{name: "tasks by status", args: []string{"tasks", "--status", "finished", "--type", "SequenceSum"},
 					check: func(t *testing.T, out string) {
 						lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -303,7 +303,7 @@ func TestOperatorCommands(t *testing.T) {
 							}
 						}
 					}},
-				{name: "tasks bad status", args: []string{"tasks", "--status", "DONE"}, code: 1, stderr: []string{"DONE", "Usage:"}},
+				{name: "tasks bad status", args: []string{"tasks", "--status", "DONE"}, code: 2, stderr: []string{"DONE", "See 'atpd tasks --help'."}},
 				{name: "queue json empty", args: []string{"queue", "--json"}, json: &queue,
 					check: func(t *testing.T, _ string) {
 						if queue.Waiting != 0 || queue.Limit != djangodb.DefaultMaxQueueSize || queue.Full || queue.Oldest != nil || queue.Age != nil {
@@ -325,7 +325,7 @@ func TestOperatorCommands(t *testing.T) {
 						}
 					}},
 				{name: "delete again", args: []string{"delete", "SequenceSum", "j1", "--json"}, stdout: []string{`"deleted": false`}},
-				{name: "delete unknown type", args: []string{"delete", "Nope", "j1"}, code: 1, stderr: []string{"Nope", "not found"}},
+				{name: "delete unknown type", args: []string{"delete", "Nope", "j1"}, code: 1, stderr: []string{"Nope", "is not registered"}},
 				{name: "unregister force", args: []string{"unregister", "SequenceSum", "--force"}, stdout: []string{"unregistered type SequenceSum"},
 					check: func(t *testing.T, _ string) {
 						if n := db.queryInt(`SELECT count(*) FROM processes_type WHERE identifier = 'SequenceSum'`); n != 0 {

@@ -104,7 +104,7 @@ func (a *app) runUnregister(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	defer s.Close()
-	err = s.prod.UnregisterType(cmd.Context(), args[0], force)
+	err = s.explain(cmd.Context(), "unregister", args[0], "", s.prod.UnregisterType(cmd.Context(), args[0], force))
 	if errors.Is(err, djangodb.ErrProtected) {
 		return fmt.Errorf("%w; use --force to delete the type's tasks as well", err)
 	}
@@ -227,7 +227,7 @@ func (a *app) runEnqueue(cmd *cobra.Command, args []string) error {
 		})
 	}
 	if err != nil {
-		return err
+		return s.explain(ctx, "enqueue", typ, id, err)
 	}
 	if format == formatJSON {
 		return writeJSON(a.stdout, map[string]any{"instance_id": n, "type": typ, "identifier": id})
@@ -329,7 +329,7 @@ func (a *app) runStatus(cmd *cobra.Command, args []string) error {
 	defer s.Close()
 	in, err := s.prod.Task(cmd.Context(), args[0], args[1])
 	if err != nil {
-		return err
+		return s.explain(cmd.Context(), "status", args[0], args[1], err)
 	}
 	if format == formatJSON {
 		return writeJSON(a.stdout, toInstanceJSON(in))
@@ -363,7 +363,7 @@ func (a *app) runLog(cmd *cobra.Command, args []string) error {
 	defer s.Close()
 	recs, err := s.prod.Log(cmd.Context(), args[0], args[1])
 	if err != nil {
-		return err
+		return s.explain(cmd.Context(), "log", args[0], args[1], err)
 	}
 	if format == formatJSON {
 		type recJSON struct {
@@ -418,7 +418,7 @@ func (a *app) runResponse(cmd *cobra.Command, args []string) error {
 	defer s.Close()
 	r, err := s.prod.Response(cmd.Context(), args[0], args[1])
 	if err != nil {
-		return err
+		return s.explain(cmd.Context(), "response", args[0], args[1], err)
 	}
 	if format == formatJSON {
 		v := map[string]any{
@@ -493,7 +493,7 @@ func (a *app) runDelete(cmd *cobra.Command, args []string) error {
 	defer s.Close()
 	existed, err := s.prod.Delete(cmd.Context(), args[0], args[1])
 	if err != nil {
-		return err
+		return s.explain(cmd.Context(), "delete", args[0], args[1], err)
 	}
 	if format == formatJSON {
 		return writeJSON(a.stdout, map[string]any{"type": args[0], "identifier": args[1], "deleted": existed})
@@ -544,6 +544,13 @@ func (a *app) runTasks(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer s.Close()
+	if f.Type != "" {
+		// An unknown type is an error, as in /api/tasks?type=, not an
+		// empty list that hides a typo.
+		if _, err := s.prod.Type(cmd.Context(), f.Type); err != nil {
+			return s.explain(cmd.Context(), "tasks", f.Type, "", err)
+		}
+	}
 	list, err := s.prod.Tasks(cmd.Context(), f)
 	if err != nil {
 		return err
