@@ -8,11 +8,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eoxserver/atpd/internal/testdb"
 )
 
 // runBin runs the atpd binary with args in a fresh directory, env
@@ -152,5 +156,31 @@ func TestErrorChains(t *testing.T) {
 	code, _, stderr := runBin(t, nil, "", "status", "T", "x", "--db", dsn)
 	if code != 1 || strings.Count(stderr, "127.0.0.1:1/eox") != 1 || strings.Contains(stderr, "s3cret") || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("unreachable database: exit %d, stderr %q; want the redacted DSN once, in one line", code, stderr)
+	}
+}
+
+// TestSettingsPythonWithoutDjango: -s runs the first python3 on PATH; when
+// that one has no Django, the error names it and points at --python.
+func TestSettingsPythonWithoutDjango(t *testing.T) {
+	venv := filepath.Join(t.TempDir(), "venv")
+	if out, err := exec.Command(testdb.Python(t), "-m", "venv", "--without-pip", venv).CombinedOutput(); err != nil {
+		t.Skipf("cannot make a virtual environment without Django: %v\n%s", err, out)
+	}
+	var env []string
+	for _, kv := range baseEnv() {
+		if k, v, _ := strings.Cut(kv, "="); k == "PATH" {
+			kv = "PATH=" + filepath.Join(venv, "bin") + string(os.PathListSeparator) + v
+		}
+		env = append(env, kv)
+	}
+	code, _, stderr := runBin(t, env, "", "-s", "myproject.settings")
+	want := "the Python interpreter python3 = " + filepath.Join(venv, "bin", "python3")
+	if code != 1 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "cannot import Django") ||
+		!strings.Contains(stderr, "--python") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("exit %d, stderr %q; want one line naming %q and suggesting --python", code, stderr, want)
+	}
+	code, _, stderr = runBin(t, env, "", "-s", "myproject.settings", "--python", "no-such-python9")
+	if code != 1 || !strings.Contains(stderr, `no Python interpreter "no-such-python9"`) || !strings.Contains(stderr, "--python") {
+		t.Errorf("missing interpreter: exit %d, stderr %q", code, stderr)
 	}
 }
