@@ -278,8 +278,12 @@ func TestHTMLPages(t *testing.T) {
 					t.Errorf("/tasks has no link %s (links %v)", want, links)
 				}
 			}
-			if tk.status.Terminal() && !slices.Contains(links, taskPath(tk.typ, tk.id)+"/response") {
-				t.Errorf("/tasks has no response link for %s", refOf(tk.typ, tk.id))
+		}
+		// The list cannot know which tasks have a response: it links
+		// the task pages, which do.
+		for _, l := range links {
+			if strings.HasSuffix(l, "/response") {
+				t.Errorf("/tasks links a response directly: %s", l)
 			}
 		}
 		// Every link on the page answers; task pages show their log.
@@ -295,6 +299,23 @@ func TestHTMLPages(t *testing.T) {
 			if strings.HasPrefix(l, "/tasks/") && !strings.HasSuffix(l, "/response") {
 				tk := f.find(unpath(t, l))
 				checkEscaped(t, l, body)
+				// A response link exactly where a response is stored,
+				// and it answers.
+				respLinks := 0
+				for _, rl := range hrefs(body) {
+					if strings.HasSuffix(rl, "/response") {
+						respLinks++
+						if r, _ := get(t, base+rl); r.StatusCode != http.StatusOK {
+							t.Errorf("%s: response link %s answers %d", l, rl, r.StatusCode)
+						}
+					}
+				}
+				if want := map[bool]int{true: 1, false: 0}[tk.response != ""]; respLinks != want {
+					t.Errorf("%s has %d response links, want %d (response %q)", l, respLinks, want, tk.response)
+				}
+				if tk.response == "" && tk.status.Terminal() && !strings.Contains(body, `id="response">none stored<`) {
+					t.Errorf("%s does not say that no response is stored", l)
+				}
 				if !strings.Contains(body, `id="status">`+tk.status.String()+"<") {
 					t.Errorf("%s does not show status %v", l, tk.status)
 				}
@@ -325,6 +346,11 @@ func TestHTMLPages(t *testing.T) {
 				t.Fatalf("/log: %d", resp.StatusCode)
 			}
 			checkEscaped(t, "/log", page)
+			for _, l := range hrefs(page) {
+				if strings.HasSuffix(l, "/response") {
+					t.Errorf("/log links a response directly: %s", l)
+				}
+			}
 			rows := strings.Count(between(page, `id="log"`, "</table>"), "<tr>\n<td")
 			total := 0
 			for _, tk := range f.tasks {
@@ -342,6 +368,10 @@ func TestHTMLPages(t *testing.T) {
 				resp, body := get(t, base+tc.path)
 				if resp.StatusCode != tc.code || !strings.Contains(body, `id="error"`) {
 					t.Errorf("%s: %d %s", tc.path, resp.StatusCode, body)
+				}
+				// The header shows the queue as it is, not an empty one.
+				if !strings.Contains(body, "Queue: 2 waiting of 64") {
+					t.Errorf("%s: header %s", tc.path, between(body, `id="summary"`, "</p>"))
 				}
 				checkEscaped(t, tc.path, body)
 			}
