@@ -60,6 +60,10 @@ type Options struct {
 	// the daemon's Metrics in it too (NewMetrics). Nil means a registry
 	// of New's own, with the Go runtime and process collectors.
 	Registry *prometheus.Registry
+	// Metrics, when set, are the daemon's collectors in Registry: each
+	// scrape creates their series for task types registered since the
+	// last (Metrics.InitTypes), so that they read 0 before any event.
+	Metrics *Metrics
 	// Timeout bounds each database call of a request and of a scrape
 	// (default 5 s); HealthTimeout bounds /healthz's ping (default 2 s).
 	Timeout       time.Duration
@@ -104,7 +108,7 @@ func New(store djangodb.Store, opts Options) http.Handler {
 		base:  strings.TrimRight(opts.BasePath, "/"),
 	}
 	s.pages = mustParsePages(urls{s.base})
-	if err := opts.Registry.Register(newDBCollector(store, opts.Timeout, opts.Logger)); err != nil {
+	if err := opts.Registry.Register(newDBCollector(store, opts.Timeout, opts.Logger, opts.Metrics)); err != nil {
 		// Only a second New on the same registry gets here; the first
 		// handler's collector already reports the same database.
 		var are prometheus.AlreadyRegisteredError

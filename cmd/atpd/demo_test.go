@@ -280,8 +280,9 @@ func TestDaemonHTTP(t *testing.T) {
 			db.batch(
 				[]string{"register", "SequenceSum", "tools.atp_demo.handler"},
 				[]string{"enqueue", "SequenceSum", "web<1>", "--literal", "(1, 2, 3, 4, 5)"},
+				[]string{"register", "Registered", "tools.atp_demo.handler"},
 			)
-			p := startAtpd(t, "http", noPythonEnv(t), append(db.dbArgs(), "--poll-interval", "20ms", "--http", "127.0.0.1:0")...)
+			p := startAtpd(t, "http", noPythonEnv(t), append(db.dbArgs(), "--poll-interval", "20ms", "--http", "127.0.0.1:0", "-n", "3")...)
 			line := p.waitLine(`ATPD: serving the task pages.*http_addr=`, startTimeout)
 			addr := regexp.MustCompile(`http_addr=(\S+)`).FindStringSubmatch(line)[1]
 			base := "http://" + addr
@@ -326,6 +327,9 @@ func TestDaemonHTTP(t *testing.T) {
 				`atpd_tasks_started_total{type="SequenceSum"} 1`, `atpd_tasks_finished_total{type="SequenceSum"} 1`, // the daemon's
 				`atpd_task_run_seconds_count{type="SequenceSum"} 1`, `atpd_workers_busy 0`,
 				`atpd_build_info{goversion="go1.`, // which atpd this is
+				`atpd_tasks_failed_total{type="SequenceSum"} 0`, `atpd_tasks_reenqueued_total{type="SequenceSum"} 0`, // before any failure
+				`atpd_tasks_failed_total{type="Registered"} 0`, `atpd_tasks_started_total{type="Registered"} 0`, // a type without tasks
+				"atpd_workers 3",
 			} {
 				if code != 200 || !strings.Contains(body, want) {
 					t.Errorf("/metrics lacks %q (%d)", want, code)

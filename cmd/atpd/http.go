@@ -45,9 +45,22 @@ func startHTTP(ctx context.Context, cfg config.Config, m *webMetrics, store djan
 	if cfg.HTTPAddr == "" || m == nil {
 		return "", func() {}, nil
 	}
+	m.daemon.SetWorkers(cfg.Workers)
+	// Every registered type's counters exist from the start, at 0; types
+	// registered later get theirs at the next scrape or first event.
+	tctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	types, err := store.Types(tctx)
+	cancel()
+	if err != nil {
+		log.Warn("ATPD: cannot list the task types; their counters appear with their first scrape or event", "error", err)
+	}
+	for _, t := range types {
+		m.daemon.InitTypes(t.Identifier)
+	}
 	h := web.New(store, web.Options{
 		Logger:   log,
 		Registry: m.registry,
+		Metrics:  m.daemon,
 		Stats: func() web.Stats {
 			s := d.Stats()
 			return web.Stats{
