@@ -326,7 +326,7 @@ func TestDaemonHTTP(t *testing.T) {
 				`atpd_queue_limit 64`, `atpd_tasks{status="FINISHED",type="SequenceSum"} 1`, // the database's
 				`atpd_tasks_started_total{type="SequenceSum"} 1`, `atpd_tasks_finished_total{type="SequenceSum"} 1`, // the daemon's
 				`atpd_task_run_seconds_count{type="SequenceSum"} 1`, `atpd_workers_busy 0`,
-				`atpd_build_info{goversion="go1.`, // which atpd this is
+				`atpd_build_info{goversion="go1.`,                                                                    // which atpd this is
 				`atpd_tasks_failed_total{type="SequenceSum"} 0`, `atpd_tasks_reenqueued_total{type="SequenceSum"} 0`, // before any failure
 				`atpd_tasks_failed_total{type="Registered"} 0`, `atpd_tasks_started_total{type="Registered"} 0`, // a type without tasks
 				"atpd_workers 3",
