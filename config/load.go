@@ -131,6 +131,17 @@ func aliasesOf(name string) []string {
 	return out
 }
 
+// FlagName returns the long flag that sets the config key, or "" for an
+// unknown key.
+func FlagName(key string) string {
+	for _, s := range settings {
+		if s.key == key {
+			return s.flag
+		}
+	}
+	return ""
+}
+
 // Keys returns every config key, in documentation order.
 func Keys() []string {
 	keys := make([]string, len(settings))
