@@ -34,6 +34,7 @@ const (
 	KeyExecutors         = "executors"
 	KeyAllowHandlers     = "allow_handlers"
 	KeyHTTPAddr          = "http_addr"
+	KeyHTTPAllowedHosts  = "http_allowed_hosts"
 	KeyMaxTasksPerWorker = "max_tasks_per_worker"
 	KeyMaxInputSize      = "max_input_size"
 	KeySyncTaskWrites    = "sync_task_writes"
@@ -95,6 +96,7 @@ var settings = []setting{
 	{KeyExecutors, "executor", "", kindRules, true, "PATH=EXECUTOR: run the handler PATH (or prefix ending in \".\") with cpython, embedded or go (repeatable)", func(c *Config) any { return &c.Executors }},
 	{KeyAllowHandlers, "allow-handler", "", kindList, true, "only run handlers with this dotted path or prefix ending in \".\" (repeatable, or comma-separated; also --allow-handlers)", func(c *Config) any { return &c.AllowHandlers }},
 	{KeyHTTPAddr, "http-addr", "", kindString, true, "host:port of the metrics and health endpoint (empty: off)", func(c *Config) any { return &c.HTTPAddr }},
+	{KeyHTTPAllowedHosts, "http-allowed-hosts", "", kindList, true, "host names the HTTP endpoint answers besides IP addresses, localhost and the --http-addr host: NAME, .DOMAIN (it and its subdomains) or * (repeatable, or comma-separated)", func(c *Config) any { return &c.HTTPAllowedHosts }},
 	{KeyMaxTasksPerWorker, "max-tasks-per-worker", "", kindInt, true, "restart a Python worker process after this many tasks (0: never)", func(c *Config) any { return &c.MaxTasksPerWorker }},
 	{KeyMaxInputSize, "max-input-size", "", kindInt, true, "largest task input, in bytes after decompression, that is decoded; larger ones fail", func(c *Config) any { return &c.MaxInputSize }},
 	{KeyListen, "listen", "", kindBool, true, "on PostgreSQL, wake up at once for tasks announced by NOTIFY (polling stays as the fallback; --listen=false: poll only)", func(c *Config) any { return &c.Listen }},

@@ -68,6 +68,13 @@ type Options struct {
 	// (default 5 s); HealthTimeout bounds /healthz's ping (default 2 s).
 	Timeout       time.Duration
 	HealthTimeout time.Duration
+	// AllowedHosts are the host names requests may be addressed to (their
+	// Host header), besides IP addresses and localhost names, which are
+	// always accepted: an exact name, ".example.org" for it and every name
+	// under it, or "*" for any. Other requests are answered 421, which
+	// keeps web pages of other origins from reading the API by DNS
+	// rebinding.
+	AllowedHosts []string
 	// Refresh is the interval after which the HTML list and log pages
 	// reload themselves (the reference views used 15 s); 0 means 15 s,
 	// negative means never.
@@ -146,7 +153,7 @@ func New(store djangodb.Store, opts Options) http.Handler {
 	if s.base != "" {
 		route("GET ", s.redirectToTasks) // the prefix without its slash
 	}
-	return mux
+	return s.checkHost(mux)
 }
 
 func (s *server) redirectToTasks(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -61,6 +64,8 @@ func startHTTP(ctx context.Context, cfg config.Config, m *webMetrics, store djan
 		Logger:   log,
 		Registry: m.registry,
 		Metrics:  m.daemon,
+		// The host of --http-addr is a name clients use, when it is one.
+		AllowedHosts: append(slices.Clone(cfg.HTTPAllowedHosts), httpHost(cfg.HTTPAddr)),
 		Stats: func() web.Stats {
 			s := d.Stats()
 			return web.Stats{
@@ -82,5 +87,18 @@ func startHTTP(ctx context.Context, cfg config.Config, m *webMetrics, store djan
 		return "", nil, err
 	}
 	log.Info("ATPD: serving the task pages, /healthz and /metrics", "http_addr", srv.Addr())
+	if ip := net.ParseIP(httpHost(cfg.HTTPAddr)); httpHost(cfg.HTTPAddr) == "" || ip != nil && ip.IsUnspecified() {
+		log.Warn("ATPD: the HTTP endpoint listens on all interfaces: anyone who can reach it reads every task's input, log and response, without authentication; bind it to 127.0.0.1, or put an authenticating proxy in front",
+			"http_addr", srv.Addr(), "http_allowed_hosts", strings.Join(cfg.HTTPAllowedHosts, ","))
+	}
 	return srv.Addr(), srv.Stop, nil
+}
+
+// httpHost is the host part of a host:port address.
+func httpHost(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return h
 }

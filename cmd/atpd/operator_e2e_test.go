@@ -8,11 +8,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,5 +184,55 @@ func TestSettingsPythonWithoutDjango(t *testing.T) {
 	code, _, stderr = runBin(t, env, "", "-s", "myproject.settings", "--python", "no-such-python9")
 	if code != 1 || !strings.Contains(stderr, `no Python interpreter "no-such-python9"`) || !strings.Contains(stderr, "--python") {
 		t.Errorf("missing interpreter: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// httpGetHost is GET url with the Host header host.
+func httpGetHost(t *testing.T, url, host string) int {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestHTTPAllowedHosts: the daemon's endpoint answers its own addresses,
+// localhost and --http-allowed-hosts, refuses other Host names (DNS
+// rebinding) with 421, and warns when it listens on all interfaces.
+func TestHTTPAllowedHosts(t *testing.T) {
+	p := startAtpd(t, "hosts", noPythonEnv(t), "--http", "127.0.0.1:0", "--http-allowed-hosts", "atpd.example.org", "--poll-interval", "20ms")
+	line := p.waitLine(`ATPD: serving the task pages.*http_addr=`, startTimeout)
+	addr := regexp.MustCompile(`http_addr=(\S+)`).FindStringSubmatch(line)[1]
+	for host, want := range map[string]int{
+		addr: 200, "localhost": 200, "atpd.example.org": 200,
+		"rebind.attacker.example": http.StatusMisdirectedRequest,
+	} {
+		for _, path := range []string{"/api/queue", "/tasks"} {
+			if got := httpGetHost(t, "http://"+addr+path, host); got != want {
+				t.Errorf("Host %s %s: %d, want %d", host, path, got, want)
+			}
+		}
+	}
+	if len(p.Grep("all interfaces")) != 0 {
+		t.Errorf("a daemon bound to 127.0.0.1 warns about all interfaces")
+	}
+	p.signal(syscall.SIGINT)
+	p.wait(exitTimeout)
+
+	all := startAtpd(t, "all-interfaces", noPythonEnv(t), "--http", "0.0.0.0:0", "--poll-interval", "20ms")
+	all.waitLine(`WARN.*HTTP endpoint listens on all interfaces`, startTimeout)
+	all.signal(syscall.SIGINT)
+	all.wait(exitTimeout)
+
+	code, _, stderr := runBin(t, nil, "", "--http", "127.0.0.1:0", "--http-allowed-hosts", "bad host/")
+	if code != 2 || !strings.Contains(stderr, "http_allowed_hosts") {
+		t.Errorf("bad --http-allowed-hosts: exit %d, stderr %q", code, stderr)
 	}
 }
