@@ -89,7 +89,7 @@ var settings = []setting{
 	{KeyUseTZ, "use-tz", "", kindBool, false, "Django USE_TZ of the database (read from -s when not given)", func(c *Config) any { return &c.UseTZ }},
 	{KeyTimeZone, "time-zone", "", kindString, false, "Django TIME_ZONE of the database (read from -s when not given)", func(c *Config) any { return &c.TimeZone }},
 	{KeySQLiteWAL, "sqlite-wal", "", kindBool, false, "switch an SQLite database file to WAL journal mode (a property of the file: Django and every other client use it too)", func(c *Config) any { return &c.SQLiteWAL }},
-	{KeyWorkers, "workers", "n", kindInt, true, "number of tasks run at once (N >= 1; default: number of CPUs)", func(c *Config) any { return &c.Workers }},
+	{KeyWorkers, "workers", "n", kindInt, true, "number of tasks run at once, 1 to 4096 (default: the number of CPUs)", func(c *Config) any { return &c.Workers }},
 	{KeyPollInterval, "poll-interval", "", kindDuration, true, "sleep between polls of an empty queue", func(c *Config) any { return &c.PollInterval }},
 	{KeySweepInterval, "sweep-interval", "", kindDuration, true, "longest time between two clean-ups of timed-out and expired tasks", func(c *Config) any { return &c.SweepInterval }},
 	{KeyDrainTimeout, "drain-timeout", "", kindDuration, true, "how long SIGINT lets running tasks finish before aborting them (0: until their timeout)", func(c *Config) any { return &c.DrainTimeout }},
@@ -191,6 +191,11 @@ func addFlags(fs *pflag.FlagSet, daemon bool) {
 			}
 		}
 		define(s.flag, s.short, s.usage)
+		if s.key == KeyWorkers {
+			// The usage says the default (this host's CPU count would
+			// be printed again as "(default N)").
+			fs.Lookup(s.flag).DefValue = "0"
+		}
 		for _, alias := range aliasesOf(s.flag) {
 			usage := flagAliases[alias].usage
 			if usage == "" {
@@ -325,10 +330,8 @@ func Load(fs *pflag.FlagSet) (Config, error) {
 			c.Sources[KeySettings] = SourceEnv
 		}
 	}
-	// -n below 1 means one worker, as in the reference daemon.
-	if c.Workers < 1 && c.Source(KeyWorkers) != SourceDefault {
-		c.Workers = 1
-	}
+	// -n below 1 is refused by Validate: the reference daemon ran one
+	// worker then, which silently hid a typo.
 	return c, nil
 }
 

@@ -236,3 +236,60 @@ func TestHTTPAllowedHosts(t *testing.T) {
 		t.Errorf("bad --http-allowed-hosts: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// TestValidation: out-of-range numbers are refused up front, in one line
+// with exit status 2, identically on PostgreSQL and SQLite, and nothing
+// is written.
+func TestValidation(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"register", "T", "a.b", "--timeout", "NaN"}, "timeout NaN is not a number of seconds"},
+		{[]string{"register", "T", "a.b", "--timeout", "1e300"}, "timeout 1e+300 is not a number of seconds"},
+		{[]string{"register", "T", "a.b", "--timeret", "-Inf"}, "timeret -Inf is not a number of seconds"},
+		{[]string{"register", "T", "a.b", "--maxrestart", "99999999999"}, "maxrestart 99999999999 is more than 2147483646"},
+		{[]string{"enqueue", "T", "x", "--wait", "--wait-timeout", "-1s"}, "--wait-timeout -1s is negative"},
+		{[]string{"tasks", "--limit", "-1"}, "--limit -1 is negative"},
+	}
+	stderrs := map[string][]string{}
+	for _, k := range bothDBs {
+		t.Run(k.name, func(t *testing.T) {
+			db := newE2EDB(t, k)
+			for _, tc := range cases {
+				code, stdout, stderr := runBin(t, nil, "", append(tc.args, db.dbArgs()...)...)
+				if code != 2 || !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") != 2 || stdout != "" {
+					t.Errorf("atpd %s: exit %d, stdout %q, stderr %q; want exit 2 and %q", strings.Join(tc.args, " "), code, stdout, stderr, tc.want)
+				}
+				stderrs[strings.Join(tc.args, " ")] = append(stderrs[strings.Join(tc.args, " ")], stderr)
+			}
+			if n := db.count("processes_type"); n != 0 {
+				t.Errorf("refused commands left %d types", n)
+			}
+			// Retention "forever" says so.
+			code, stdout, _ := runBin(t, nil, "", append([]string{"register", "T", "a.b", "--timeret", "0"}, db.dbArgs()...)...)
+			if code != 0 || !regexp.MustCompile(`T\s+a\.b\s+3600s\s+forever\s+3`).MatchString(stdout) {
+				t.Errorf("register --timeret 0: exit %d\n%s", code, stdout)
+			}
+		})
+	}
+	for cmd, errs := range stderrs {
+		if len(errs) == 2 && errs[0] != errs[1] {
+			t.Errorf("atpd %s: PostgreSQL says %q, SQLite %q", cmd, errs[0], errs[1])
+		}
+	}
+	for _, n := range []string{"0", "-1", "4097"} {
+		code, _, stderr := runBin(t, nil, "", "-n", n)
+		if code != 2 || !strings.Contains(stderr, "workers: "+n+" is not between 1 and 4096") {
+			t.Errorf("-n %s: exit %d, stderr %q", n, code, stderr)
+		}
+	}
+	code, _, stderr := runBin(t, append(baseEnv(), "ATPD_WORKERS=0"), "")
+	if code != 1 || !strings.Contains(stderr, "workers: 0 is not between 1 and 4096") {
+		t.Errorf("ATPD_WORKERS=0 (a configuration error, not usage): exit %d, stderr %q", code, stderr)
+	}
+	_, stdout, _ := runBin(t, nil, "", "--help")
+	if line := regexp.MustCompile(`.*--workers.*`).FindString(stdout); !strings.Contains(line, "number of CPUs") || regexp.MustCompile(`\(default \d`).MatchString(line) {
+		t.Errorf("-n help: %q", line)
+	}
+}

@@ -61,6 +61,11 @@ func (a *app) runRegister(cmd *cobra.Command, args []string) error {
 	spec.Timeout, _ = cmd.Flags().GetFloat64("timeout")
 	spec.TimeRet, _ = cmd.Flags().GetFloat64("timeret")
 	spec.MaxRestart, _ = cmd.Flags().GetInt("maxrestart")
+	// Checked before the database is opened, so that both databases
+	// answer alike (and nothing is created for a typo).
+	if err := producer.CheckTypeLimits(spec); err != nil {
+		return &usageError{cmd: cmd, err: err}
+	}
 	s, err := a.openOps(cmd, true)
 	if err != nil {
 		return err
@@ -75,7 +80,11 @@ func (a *app) runRegister(cmd *cobra.Command, args []string) error {
 	}
 	t := newTable(a.stdout)
 	t.row("TYPE", "HANDLER", "TIMEOUT", "TIMERET", "MAXSTART")
-	t.row(typ.Identifier, typ.Handler, seconds(typ.Timeout), seconds(typ.TimeRet), strconv.Itoa(typ.MaxStart))
+	timeret := seconds(typ.TimeRet)
+	if typ.TimeRet <= 0 {
+		timeret = "forever"
+	}
+	t.row(typ.Identifier, typ.Handler, seconds(typ.Timeout), timeret, strconv.Itoa(typ.MaxStart))
 	return t.flush()
 }
 
@@ -178,7 +187,10 @@ func (a *app) runEnqueue(cmd *cobra.Command, args []string) error {
 	if fl.Changed(inputFlag) && fl.Changed("pickle-file") {
 		return &usageError{cmd: cmd, err: fmt.Errorf("--%s and --pickle-file exclude each other", inputFlag)}
 	}
-	if fl.Changed("wait-timeout") && !wait {
+	if waitTimeout < 0 {
+		return &usageError{cmd: cmd, err: fmt.Errorf("--wait-timeout %v is negative (0: wait as long as it takes)", waitTimeout)}
+	}
+		if fl.Changed("wait-timeout") && !wait {
 		return &usageError{cmd: cmd, err: errors.New("--wait-timeout needs --wait")}
 	}
 
