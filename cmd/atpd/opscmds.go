@@ -190,7 +190,7 @@ func (a *app) runEnqueue(cmd *cobra.Command, args []string) error {
 	if waitTimeout < 0 {
 		return &usageError{cmd: cmd, err: fmt.Errorf("--wait-timeout %v is negative (0: wait as long as it takes)", waitTimeout)}
 	}
-		if fl.Changed("wait-timeout") && !wait {
+	if fl.Changed("wait-timeout") && !wait {
 		return &usageError{cmd: cmd, err: errors.New("--wait-timeout needs --wait")}
 	}
 
