@@ -14,6 +14,7 @@ import (
 
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/compat/pickle"
+	"github.com/eoxserver/atpd/web/schema"
 )
 
 // listQuery is the task list's filter and page, from the query string.
@@ -112,16 +113,10 @@ func (s *server) loadTaskList(r *http.Request, q listQuery) (taskList, error) {
 type taskDetail struct {
 	Task     djangodb.Instance
 	Handler  string
-	Response *responseInfo // nil when none is stored
+	Response *schema.ResponseInfo // nil when none is stored
 	Log      []djangodb.LogRecord
 	Input    string // the input as JSON, or why it cannot be shown
 	InputErr bool
-}
-
-// responseInfo describes a stored response without its data.
-type responseInfo struct {
-	MimeType string
-	Size     int
 }
 
 // maxInputJSON bounds the input shown on a task page; the page is for
@@ -164,7 +159,7 @@ func (s *server) loadTaskDetail(r *http.Request, typ, id string) (taskDetail, er
 	case err != nil:
 		return d, fmt.Errorf("response of task %s: %w", taskName(typ, id), err)
 	default:
-		d.Response = &responseInfo{MimeType: resp.MimeType, Size: len(resp.Data)}
+		d.Response = &schema.ResponseInfo{MimeType: resp.MimeType, Size: len(resp.Data)}
 	}
 	stored, err := dbCall(s, r, func(ctx context.Context) (string, error) { return s.store.Input(ctx, in.ID) })
 	switch {

@@ -14,22 +14,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/web/schema"
 )
 
 // Stats is what the pages and /api/queue show of the daemon serving the
-// queue in this process. The daemon's own snapshot type converts to it in
-// a few lines; keeping web's own type means web does not depend on the
-// daemon package.
-type Stats struct {
-	ServerID   string `json:"server_id"`  // the daemon's id as it logs it (0x%016X)
-	Workers    int    `json:"workers"`    // worker pool size
-	Busy       int    `json:"busy"`       // workers running a task
-	Started    int64  `json:"started"`    // tasks started since the daemon started
-	Finished   int64  `json:"finished"`   // tasks ended FINISHED
-	Failed     int64  `json:"failed"`     // tasks ended FAILED
-	Reenqueued int64  `json:"reenqueued"` // tasks the daemon put back on the queue
-	Sweeps     int64  `json:"sweeps"`     // clean-ups run
-}
+// queue in this process (schema.Daemon). The daemon's own snapshot type
+// converts to it in a few lines; keeping it here means web does not
+// depend on the daemon package.
+type Stats = schema.Daemon
 
 // Defaults of Options.
 const (

@@ -309,14 +309,15 @@ func TestDaemonHTTP(t *testing.T) {
 			code, body = httpGet(t, base+"/api/tasks/SequenceSum/web%3C1%3E")
 			var task struct {
 				Identifier string `json:"identifier"`
-				StatusText string `json:"status_text"`
+				Status     string `json:"status"`
 				Log        []struct {
-					Status int `json:"status"`
+					StatusCode int `json:"status_code"`
 				} `json:"log"`
 			}
-			if err := json.Unmarshal([]byte(body), &task); err != nil || code != 200 || task.Identifier != "web<1>" || task.StatusText != "FINISHED" || len(task.Log) != 4 {
+			if err := json.Unmarshal([]byte(body), &task); err != nil || code != 200 || task.Identifier != "web<1>" || task.Status != "FINISHED" || len(task.Log) != 4 {
 				t.Errorf("task API: %d %s (%v)", code, body, err)
 			}
+			sameAsCLI(t, base, db.dbArgs())
 			code, body = httpGet(t, base+"/tasks/SequenceSum/web%3C1%3E/response")
 			if code != 200 || body != "15.0" {
 				t.Errorf("response: %d %q", code, body)

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -291,5 +292,82 @@ func TestValidation(t *testing.T) {
 	_, stdout, _ := runBin(t, nil, "", "--help")
 	if line := regexp.MustCompile(`.*--workers.*`).FindString(stdout); !strings.Contains(line, "number of CPUs") || regexp.MustCompile(`\(default \d`).MatchString(line) {
 		t.Errorf("-n help: %q", line)
+	}
+}
+
+// sameAsCLI: the operator commands' --json and the API describe the same
+// objects alike, names, types and values, for the finished task
+// SequenceSum::web<1> and the type Registered of TestDaemonHTTP; an
+// unknown type is an error in both.
+func sameAsCLI(t *testing.T, base string, dbArgs []string) {
+	t.Helper()
+	apiDoc := func(path string) any {
+		t.Helper()
+		code, body := httpGet(t, base+path)
+		var v any
+		if err := json.Unmarshal([]byte(body), &v); err != nil || code != 200 {
+			t.Fatalf("GET %s: %d %s (%v)", path, code, body, err)
+		}
+		return v
+	}
+	cliDoc := func(args ...string) any {
+		t.Helper()
+		code, stdout, stderr := runBin(t, nil, "", append(append(args, "--json"), dbArgs...)...)
+		var v any
+		if err := json.Unmarshal([]byte(stdout), &v); err != nil || code != 0 {
+			t.Fatalf("atpd %s --json: exit %d, %s%s (%v)", strings.Join(args, " "), code, stdout, stderr, err)
+		}
+		return v
+	}
+	// sub: every member of cli is in api with the same value (the API
+	// adds its links, the detail its log and input).
+	var sub func(where string, cli, api any)
+	sub = func(where string, cli, api any) {
+		switch c := cli.(type) {
+		case map[string]any:
+			a, ok := api.(map[string]any)
+			if !ok {
+				t.Errorf("%s: the command gives an object, the API %T", where, api)
+				return
+			}
+			for k, v := range c {
+				av, ok := a[k]
+				if !ok {
+					t.Errorf("%s: the command's %q is not in the API's document (%v)", where, k, a)
+					continue
+				}
+				if k == "oldest_age_seconds" {
+					continue // measured at different moments
+				}
+				sub(where+"."+k, v, av)
+			}
+		case []any:
+			a, ok := api.([]any)
+			if !ok || len(a) != len(c) {
+				t.Errorf("%s: the command gives %d items, the API %v", where, len(c), api)
+				return
+			}
+			for i := range c {
+				sub(fmt.Sprintf("%s[%d]", where, i), c[i], a[i])
+			}
+		default:
+			if fmt.Sprint(cli) != fmt.Sprint(api) {
+				t.Errorf("%s: the command says %v, the API %v", where, cli, api)
+			}
+		}
+	}
+	const task = "/tasks/SequenceSum/web%3C1%3E"
+	sub("status", cliDoc("status", "SequenceSum", "web<1>"), apiDoc("/api"+task))
+	sub("log", cliDoc("log", "SequenceSum", "web<1>"), apiDoc("/api"+task+"/log"))
+	sub("response", cliDoc("response", "SequenceSum", "web<1>"), apiDoc("/api"+task+"/response"))
+	sub("tasks", cliDoc("tasks", "--type", "SequenceSum", "--limit", "1000"), apiDoc("/api/tasks?type=SequenceSum&limit=1000"))
+	sub("queue", cliDoc("queue"), apiDoc("/api/queue"))
+	types := apiDoc("/api/types").([]any)
+	sub("register", cliDoc("register", "Registered", "tools.atp_demo.handler"), types[len(types)-1])
+
+	code, _, stderr := runBin(t, nil, "", append([]string{"tasks", "--type", "NoType", "--json"}, dbArgs...)...)
+	apiCode, _ := httpGet(t, base+"/api/tasks?type=NoType")
+	if code != 1 || !strings.Contains(stderr, `task type "NoType" is not registered`) || apiCode != http.StatusNotFound {
+		t.Errorf("unknown type: the command exits %d (%q), the API answers %d", code, stderr, apiCode)
 	}
 }

@@ -222,15 +222,6 @@ func timeText(t time.Time) string {
 	return t.Local().Format("2006-01-02 15:04:05.000 MST")
 }
 
-// jsonTime renders a timestamp for scripts: RFC 3339 in UTC, or null.
-func jsonTime(t time.Time) *string {
-	if t.IsZero() {
-		return nil
-	}
-	s := t.UTC().Format(time.RFC3339Nano)
-	return &s
-}
-
 // ageText renders a duration for people, rounded to what matters.
 func ageText(d time.Duration) string {
 	switch {
@@ -241,42 +232,6 @@ func ageText(d time.Duration) string {
 	default:
 		return d.Round(time.Second).String()
 	}
-}
-
-// instanceJSON is an instance as the commands print it for scripts.
-type instanceJSON struct {
-	InstanceID int64   `json:"instance_id"`
-	Type       string  `json:"type"`
-	Identifier string  `json:"identifier"`
-	Status     string  `json:"status"`
-	StatusCode int     `json:"status_code"`
-	Inserted   *string `json:"inserted"`
-	Updated    *string `json:"updated"`
-}
-
-func toInstanceJSON(in djangodb.Instance) instanceJSON {
-	return instanceJSON{
-		InstanceID: in.ID,
-		Type:       in.Type,
-		Identifier: in.Identifier,
-		Status:     in.Status.String(),
-		StatusCode: int(in.Status),
-		Inserted:   jsonTime(in.TimeInsert),
-		Updated:    jsonTime(in.TimeUpdate),
-	}
-}
-
-// typeJSON is a task type as the commands print it for scripts.
-type typeJSON struct {
-	Identifier string  `json:"identifier"`
-	Handler    string  `json:"handler"`
-	Timeout    float64 `json:"timeout"`
-	TimeRet    float64 `json:"timeret"`
-	MaxStart   int     `json:"maxstart"`
-}
-
-func toTypeJSON(t djangodb.TaskType) typeJSON {
-	return typeJSON{Identifier: t.Identifier, Handler: t.Handler, Timeout: t.Timeout, TimeRet: t.TimeRet, MaxStart: t.MaxStart}
 }
 
 // seconds renders a float number of seconds as the tracker takes them.

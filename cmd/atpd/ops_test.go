@@ -21,6 +21,7 @@ import (
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/compat/pickle"
 	"github.com/eoxserver/atpd/internal/testdb"
+	"github.com/eoxserver/atpd/web/schema"
 )
 
 // opsCase is one command line and what it must do.
@@ -98,13 +99,13 @@ func TestOperatorCommands(t *testing.T) {
 			const doc = `{"b": 1, "a": [1.5, null, true, "x\u00e9"], "big": 123456789012345678901234567890, "e": 1e3}`
 			db.producer("register", "PyEcho", "tools.atp_demo.handler")
 			db.producer("enqueue", "PyEcho", "ref", "--json", doc, "--protocol", "2")
-			var typ typeJSON
+			var typ schema.Type
 			var enq struct {
-				InstanceID int64  `json:"instance_id"`
+				ID         int64  `json:"id"`
 				Type       string `json:"type"`
 				Identifier string `json:"identifier"`
 			}
-			var inst instanceJSON
+			var inst schema.Task
 			var recs []struct {
 				Time       string `json:"time"`
 				Status     string `json:"status"`
@@ -117,7 +118,7 @@ func TestOperatorCommands(t *testing.T) {
 				Base64   string `json:"base64"`
 				Size     int    `json:"size"`
 			}
-			var list []instanceJSON
+			var list schema.TaskList
 			var queue struct {
 				Waiting int      `json:"waiting"`
 				Limit   int      `json:"limit"`
@@ -141,7 +142,7 @@ func TestOperatorCommands(t *testing.T) {
 					}},
 				{name: "register updates, tracker rules, json", args: []string{"register", "Other", "pkg.mod.func", "--timeout", "-5", "--timeret", "0", "--maxrestart", "-1", "--json"},
 					json: &typ, check: func(t *testing.T, _ string) {
-						want := typeJSON{Identifier: "Other", Handler: "pkg.mod.func", Timeout: 0, TimeRet: -1, MaxStart: 1}
+						want := schema.Type{Identifier: "Other", Handler: "pkg.mod.func", Timeout: 0, TimeRet: -1, MaxStart: 1}
 						if typ != want {
 							t.Errorf("register --json: %+v, want %+v", typ, want)
 						}
@@ -161,7 +162,7 @@ func TestOperatorCommands(t *testing.T) {
 				{name: "enqueue json from stdin as json.loads reads it", args: []string{"enqueue", "SequenceSum", "j2", "--input-json", "-", "--message", "from stdin", "--format", "json"},
 					stdin: doc, json: &enq,
 					check: func(t *testing.T, _ string) {
-						if enq.Type != "SequenceSum" || enq.Identifier != "j2" || enq.InstanceID == 0 {
+						if enq.Type != "SequenceSum" || enq.Identifier != "j2" || enq.ID == 0 {
 							t.Errorf("enqueue --format json: %+v", enq)
 						}
 						got, want := db.pyInput("SequenceSum", "j2"), db.pyInput("PyEcho", "ref")
@@ -213,11 +214,11 @@ func TestOperatorCommands(t *testing.T) {
 						if err := json.Unmarshal(db.producer("instance", "SequenceSum", "j1"), &py); err != nil {
 							t.Fatal(err)
 						}
-						if inst.InstanceID != py.ID || inst.Status != "ACCEPTED" || inst.StatusCode != 1 || inst.Type != "SequenceSum" || inst.Identifier != "j1" {
+						if inst.ID != py.ID || inst.Status != "ACCEPTED" || inst.StatusCode != 1 || inst.Type != "SequenceSum" || inst.Identifier != "j1" {
 							t.Errorf("status --json %+v, Django's instance id %d", inst, py.ID)
 						}
-						if inst.Inserted == nil || !sameInstant(t, *inst.Inserted, py.TimeInsert, db.Cfg.TimeZone) {
-							t.Errorf("inserted %v, Django reads %s", inst.Inserted, py.TimeInsert)
+						if inst.TimeInsert == nil || inst.TimeInsert.Location() != time.UTC || !sameInstant(t, inst.TimeInsert.Format(time.RFC3339Nano), py.TimeInsert, db.Cfg.TimeZone) {
+							t.Errorf("time_insert %v, Django reads %s", inst.TimeInsert, py.TimeInsert)
 						}
 					}},
 				{name: "status of a missing task", args: []string{"status", "SequenceSum", "nope"}, code: 1,
@@ -289,11 +290,11 @@ func TestOperatorCommands(t *testing.T) {
 					}},
 				{name: "tasks json", args: []string{"tasks", "--json"}, json: &list,
 					check: func(t *testing.T, _ string) {
-						if len(list) != db.count("processes_instance") {
-							t.Errorf("tasks --json lists %d tasks, the table has %d", len(list), db.count("processes_instance"))
+						if len(list.Tasks) != db.count("processes_instance") || list.Total != len(list.Tasks) {
+							t.Errorf("tasks --json lists %d tasks (total %d), the table has %d", len(list.Tasks), list.Total, db.count("processes_instance"))
 						}
 						byID := map[string]string{}
-						for _, in := range list {
+						for _, in := range list.Tasks {
 							byID[in.Type+"::"+in.Identifier] = in.Status
 						}
 						want := map[string]string{"SequenceSum::j1": "FINISHED", "SequenceSum::j2": "FAILED", "PyEcho::ref": "FAILED", "Other::none": "FAILED"}

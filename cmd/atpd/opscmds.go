@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -13,12 +12,12 @@ import (
 	"strconv"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/producer"
+	"github.com/eoxserver/atpd/web/schema"
 )
 
 // maxPickleRead bounds what enqueue reads as a pickle or JSON input.
@@ -76,7 +75,7 @@ func (a *app) runRegister(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	if format == formatJSON {
-		return writeJSON(a.stdout, toTypeJSON(typ))
+		return writeJSON(a.stdout, schema.NewType(typ))
 	}
 	t := newTable(a.stdout)
 	t.row("TYPE", "HANDLER", "TIMEOUT", "TIMERET", "MAXSTART")
@@ -242,7 +241,7 @@ func (a *app) runEnqueue(cmd *cobra.Command, args []string) error {
 		return s.explain(ctx, "enqueue", typ, id, err)
 	}
 	if format == formatJSON {
-		return writeJSON(a.stdout, map[string]any{"instance_id": n, "type": typ, "identifier": id})
+		return writeJSON(a.stdout, schema.Enqueued{ID: n, Type: typ, Identifier: id})
 	}
 	_, err = fmt.Fprintf(a.stdout, "enqueued %s::%s (instance %d)\n", cell(typ), cell(id), n)
 	return err
@@ -344,7 +343,7 @@ func (a *app) runStatus(cmd *cobra.Command, args []string) error {
 		return s.explain(cmd.Context(), "status", args[0], args[1], err)
 	}
 	if format == formatJSON {
-		return writeJSON(a.stdout, toInstanceJSON(in))
+		return writeJSON(a.stdout, schema.NewTask(in))
 	}
 	t := newTable(a.stdout)
 	t.row("TYPE", in.Type)
@@ -378,17 +377,7 @@ func (a *app) runLog(cmd *cobra.Command, args []string) error {
 		return s.explain(cmd.Context(), "log", args[0], args[1], err)
 	}
 	if format == formatJSON {
-		type recJSON struct {
-			Time       *string `json:"time"`
-			Status     string  `json:"status"`
-			StatusCode int     `json:"status_code"`
-			Message    string  `json:"message"`
-		}
-		out := make([]recJSON, len(recs))
-		for i, r := range recs {
-			out[i] = recJSON{Time: jsonTime(r.Time), Status: r.Status.String(), StatusCode: int(r.Status), Message: r.Message}
-		}
-		return writeJSON(a.stdout, out)
+		return writeJSON(a.stdout, schema.NewLog(recs))
 	}
 	t := newTable(a.stdout)
 	t.row("TIME", "STATUS", "MESSAGE")
@@ -433,14 +422,7 @@ func (a *app) runResponse(cmd *cobra.Command, args []string) error {
 		return s.explain(cmd.Context(), "response", args[0], args[1], err)
 	}
 	if format == formatJSON {
-		v := map[string]any{
-			"type": args[0], "identifier": args[1], "mime_type": r.MimeType,
-			"size": len(r.Data), "base64": base64.StdEncoding.EncodeToString(r.Data),
-		}
-		if utf8.Valid(r.Data) {
-			v["text"] = string(r.Data)
-		}
-		return writeJSON(a.stdout, v)
+		return writeJSON(a.stdout, schema.NewResponse(args[0], args[1], r))
 	}
 	if out == "" {
 		if _, err := a.stdout.Write(r.Data); err != nil {
@@ -563,14 +545,26 @@ func (a *app) runTasks(cmd *cobra.Command, _ []string) error {
 			return s.explain(cmd.Context(), "tasks", f.Type, "", err)
 		}
 	}
+	// The whole selection is read, so that --json can say how many
+	// tasks it has (total), as /api/tasks does; retention keeps it small.
+	limit := f.Limit
+	f.Limit = 0
 	list, err := s.prod.Tasks(cmd.Context(), f)
 	if err != nil {
 		return err
 	}
+	total := len(list)
+	if limit > 0 && len(list) > limit {
+		list = list[:limit]
+	}
 	if format == formatJSON {
-		out := make([]instanceJSON, len(list))
+		out := schema.TaskList{Type: f.Type, Total: total, Limit: limit, Tasks: make([]schema.Task, len(list))}
+		if f.Status != nil {
+			st := f.Status.String()
+			out.Status = &st
+		}
 		for i, in := range list {
-			out[i] = toInstanceJSON(in)
+			out.Tasks[i] = schema.NewTask(in)
 		}
 		return writeJSON(a.stdout, out)
 	}
@@ -606,11 +600,7 @@ func (a *app) runQueue(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	if format == formatJSON {
-		v := map[string]any{"waiting": q.Waiting, "limit": q.Limit, "full": q.Full(), "oldest": jsonTime(q.Oldest), "oldest_age_seconds": nil}
-		if !q.Oldest.IsZero() {
-			v["oldest_age_seconds"] = q.Age.Seconds()
-		}
-		return writeJSON(a.stdout, v)
+		return writeJSON(a.stdout, schema.NewQueue(djangodb.QueueStats{Waiting: q.Waiting, Max: q.Limit, Oldest: q.Oldest}, time.Now()))
 	}
 	t := newTable(a.stdout)
 	full := ""
