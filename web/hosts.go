@@ -53,8 +53,13 @@ func (s *server) checkHost(next http.Handler) http.Handler {
 		if !hostAllowed(r.Host, s.opts.AllowedHosts) {
 			s.log.Warn("web: refused a request for a host name not allowed (DNS rebinding?); allow it with --http-allowed-hosts",
 				"host", r.Host, "request", r.URL.Path, "remote", r.RemoteAddr)
+			msg := "host " + r.Host + " is not served here (allowed: IP addresses, localhost and --http-allowed-hosts)"
+			if strings.HasPrefix(r.URL.Path, s.base+"/api/") {
+				s.writeJSON(w, http.StatusMisdirectedRequest, ErrorJSON{Error: msg, Status: http.StatusMisdirectedRequest})
+				return
+			}
 			securityHeaders(w.Header())
-			http.Error(w, "host "+r.Host+" is not served here (allowed: IP addresses, localhost and --http-allowed-hosts)", http.StatusMisdirectedRequest)
+			http.Error(w, msg, http.StatusMisdirectedRequest)
 			return
 		}
 		next.ServeHTTP(w, r)

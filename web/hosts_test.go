@@ -56,6 +56,9 @@ func TestAllowedHosts(t *testing.T) {
 			if tc.code != http.StatusOK && !strings.Contains(string(body), "--http-allowed-hosts") {
 				t.Errorf("Host %q %s: the refusal does not say how to allow it: %s", tc.host, path, body)
 			}
+			if wantJSON := strings.HasPrefix(path, "/api/"); tc.code != http.StatusOK && wantJSON != (resp.Header.Get("Content-Type") == "application/json") {
+				t.Errorf("Host %q %s: Content-Type %s", tc.host, path, resp.Header.Get("Content-Type"))
+			}
 		}
 	}
 }
