@@ -148,6 +148,7 @@ func TestErrorChains(t *testing.T) {
 		{[]string{"status", "SequenceSum", "nope"}, "atpd: status SequenceSum::nope: no such task (atpd tasks --type SequenceSum lists the type's tasks)"},
 		{[]string{"response", "SequenceSum", "waiting"}, "atpd: response SequenceSum::waiting: the task (status ACCEPTED) has no response"},
 		{[]string{"enqueue", "NoType", "x"}, `atpd: enqueue NoType::x: task type "NoType" is not registered (atpd register adds it)`},
+		{[]string{"enqueue", "SequenceSum", "bad", "--input-json", "[1,"}, "atpd: enqueue SequenceSum::bad: json input: unexpected end of the document"},
 		{[]string{"tasks", "--type", "NoType"}, `atpd: tasks: task type "NoType" is not registered (atpd register adds it)`},
 	} {
 		code, _, stderr := runBin(t, nil, "", append(tc.args, db.dbArgs()...)...)
