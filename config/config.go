@@ -143,6 +143,11 @@ type Config struct {
 	AllowHandlers []string
 	// HTTPAddr is the host:port of the metrics/health endpoint; "" disables.
 	HTTPAddr string
+	// HTTPAllowedHosts are the host names (Host headers) the HTTP
+	// endpoint answers besides IP addresses, localhost names and the host
+	// of HTTPAddr: exact names, ".domain" suffixes or "*" (see
+	// web.Options.AllowedHosts).
+	HTTPAllowedHosts []string
 	// MaxTasksPerWorker recycles a Python worker process after this many
 	// tasks; 0 never.
 	MaxTasksPerWorker int
@@ -225,6 +230,8 @@ func (c Config) EmbeddedDB() bool { return c.DB == DefaultDB && c.Source(KeyDB) 
 
 var (
 	modulePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+	// An allowed host: a name, ".domain" or "*".
+	hostPattern = regexp.MustCompile(`^(\*|\.?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?)$`)
 	// A handler path or a prefix of one: "pkg.mod.func" or "pkg.mod.".
 	pathPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.?$`)
 )
@@ -301,6 +308,11 @@ func (c Config) Validate() error {
 	if c.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 			bad(KeyHTTPAddr, "%q is not host:port", c.HTTPAddr)
+		}
+	}
+	for _, h := range c.HTTPAllowedHosts {
+		if !hostPattern.MatchString(h) {
+			bad(KeyHTTPAllowedHosts, "%q is not a host name, .domain or *", h)
 		}
 	}
 	if c.MaxTasksPerWorker < 0 {

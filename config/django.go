@@ -181,6 +181,9 @@ func ReadDjangoSettings(ctx context.Context, python string, pythonPath []string,
 
 	var out struct {
 		Error          string         `json:"error"`
+		NoDjango       bool           `json:"no_django"`
+		Executable     string         `json:"executable"`
+		Version        string         `json:"version"`
 		Engine         string         `json:"engine"`
 		Name           string         `json:"name"`
 		User           string         `json:"user"`
@@ -201,10 +204,21 @@ func ReadDjangoSettings(ctx context.Context, python string, pythonPath []string,
 		if ctx.Err() != nil {
 			reason = "timed out after " + DjangoTimeout.String()
 		}
+		if errors.Is(runErr, exec.ErrNotFound) {
+			return DjangoSettings{}, fmt.Errorf("config: settings module %s: no Python interpreter %q (%v); name the one of the EOxServer deployment with --python: %w", module, python, runErr, ErrDjangoSettings)
+		}
 		return DjangoSettings{}, fmt.Errorf("config: settings module %s (python %s): %s: %w", module, python, reason, ErrDjangoSettings)
 	}
 	if err := json.Unmarshal(line, &out); err != nil {
 		return DjangoSettings{}, fmt.Errorf("config: settings module %s: bad reply from the settings reader: %v: %w", module, err, ErrDjangoSettings)
+	}
+	if out.NoDjango {
+		used := python
+		if out.Executable != "" && out.Executable != python {
+			used += " = " + out.Executable
+		}
+		return DjangoSettings{}, fmt.Errorf("config: settings module %s: the Python interpreter %s (Python %s) cannot import Django (%s); install Django for it, or name the interpreter of the EOxServer deployment with --python (e.g. --python /srv/eoxserver/venv/bin/python): %w",
+			module, used, out.Version, out.Error, ErrDjangoSettings)
 	}
 	if out.Error != "" {
 		return DjangoSettings{}, fmt.Errorf("config: settings module %s: %s: %w", module, out.Error, ErrDjangoSettings)

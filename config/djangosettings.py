@@ -29,6 +29,14 @@ def main():
     for d in sys.argv[2:]:
         sys.path.append(d)
     try:
+        import django  # noqa: F401
+    except ImportError as e:
+        # This interpreter has no Django at all: say which one it is.
+        emit({"error": "%s: %s" % (type(e).__name__, e), "no_django": True,
+              "executable": sys.executable or sys.argv[0],
+              "version": "%d.%d.%d" % sys.version_info[:3]})
+        return 2
+    try:
         from django.conf import settings
         databases = settings.DATABASES
         time_zone = settings.TIME_ZONE

@@ -34,6 +34,7 @@ const (
 	KeyExecutors         = "executors"
 	KeyAllowHandlers     = "allow_handlers"
 	KeyHTTPAddr          = "http_addr"
+	KeyHTTPAllowedHosts  = "http_allowed_hosts"
 	KeyMaxTasksPerWorker = "max_tasks_per_worker"
 	KeyMaxInputSize      = "max_input_size"
 	KeySyncTaskWrites    = "sync_task_writes"
@@ -88,13 +89,14 @@ var settings = []setting{
 	{KeyUseTZ, "use-tz", "", kindBool, false, "Django USE_TZ of the database (read from -s when not given)", func(c *Config) any { return &c.UseTZ }},
 	{KeyTimeZone, "time-zone", "", kindString, false, "Django TIME_ZONE of the database (read from -s when not given)", func(c *Config) any { return &c.TimeZone }},
 	{KeySQLiteWAL, "sqlite-wal", "", kindBool, false, "switch an SQLite database file to WAL journal mode (a property of the file: Django and every other client use it too)", func(c *Config) any { return &c.SQLiteWAL }},
-	{KeyWorkers, "workers", "n", kindInt, true, "number of tasks run at once (N >= 1; default: number of CPUs)", func(c *Config) any { return &c.Workers }},
+	{KeyWorkers, "workers", "n", kindInt, true, "number of tasks run at once, 1 to 4096 (default: the number of CPUs)", func(c *Config) any { return &c.Workers }},
 	{KeyPollInterval, "poll-interval", "", kindDuration, true, "sleep between polls of an empty queue", func(c *Config) any { return &c.PollInterval }},
 	{KeySweepInterval, "sweep-interval", "", kindDuration, true, "longest time between two clean-ups of timed-out and expired tasks", func(c *Config) any { return &c.SweepInterval }},
 	{KeyDrainTimeout, "drain-timeout", "", kindDuration, true, "how long SIGINT lets running tasks finish before aborting them (0: until their timeout)", func(c *Config) any { return &c.DrainTimeout }},
 	{KeyExecutors, "executor", "", kindRules, true, "PATH=EXECUTOR: run the handler PATH (or prefix ending in \".\") with cpython, embedded or go (repeatable)", func(c *Config) any { return &c.Executors }},
 	{KeyAllowHandlers, "allow-handler", "", kindList, true, "only run handlers with this dotted path or prefix ending in \".\" (repeatable, or comma-separated; also --allow-handlers)", func(c *Config) any { return &c.AllowHandlers }},
 	{KeyHTTPAddr, "http-addr", "", kindString, true, "host:port of the metrics and health endpoint (empty: off)", func(c *Config) any { return &c.HTTPAddr }},
+	{KeyHTTPAllowedHosts, "http-allowed-hosts", "", kindList, true, "host names the HTTP endpoint answers besides IP addresses, localhost and the --http-addr host: NAME, .DOMAIN (it and its subdomains) or * (repeatable, or comma-separated)", func(c *Config) any { return &c.HTTPAllowedHosts }},
 	{KeyMaxTasksPerWorker, "max-tasks-per-worker", "", kindInt, true, "restart a Python worker process after this many tasks (0: never)", func(c *Config) any { return &c.MaxTasksPerWorker }},
 	{KeyMaxInputSize, "max-input-size", "", kindInt, true, "largest task input, in bytes after decompression, that is decoded; larger ones fail", func(c *Config) any { return &c.MaxInputSize }},
 	{KeyListen, "listen", "", kindBool, true, "on PostgreSQL, wake up at once for tasks announced by NOTIFY (polling stays as the fallback; --listen=false: poll only)", func(c *Config) any { return &c.Listen }},
@@ -129,6 +131,17 @@ func aliasesOf(name string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// FlagName returns the long flag that sets the config key, or "" for an
+// unknown key.
+func FlagName(key string) string {
+	for _, s := range settings {
+		if s.key == key {
+			return s.flag
+		}
+	}
+	return ""
 }
 
 // Keys returns every config key, in documentation order.
@@ -178,6 +191,11 @@ func addFlags(fs *pflag.FlagSet, daemon bool) {
 			}
 		}
 		define(s.flag, s.short, s.usage)
+		if s.key == KeyWorkers {
+			// The usage says the default (this host's CPU count would
+			// be printed again as "(default N)").
+			fs.Lookup(s.flag).DefValue = "0"
+		}
 		for _, alias := range aliasesOf(s.flag) {
 			usage := flagAliases[alias].usage
 			if usage == "" {
@@ -312,10 +330,8 @@ func Load(fs *pflag.FlagSet) (Config, error) {
 			c.Sources[KeySettings] = SourceEnv
 		}
 	}
-	// -n below 1 means one worker, as in the reference daemon.
-	if c.Workers < 1 && c.Source(KeyWorkers) != SourceDefault {
-		c.Workers = 1
-	}
+	// -n below 1 is refused by Validate: the reference daemon ran one
+	// worker then, which silently hid a typo.
 	return c, nil
 }
 

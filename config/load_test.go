@@ -256,11 +256,6 @@ func TestLoadLayers(t *testing.T) {
 			want: []want{{config.KeyWorkers, 3, config.SourceFile}},
 		},
 		{
-			name: "reference -n below 1 means one worker",
-			args: []string{"-n", "0"},
-			want: []want{{config.KeyWorkers, 1, config.SourceFlag}},
-		},
-		{
 			name: "DJANGO_SETTINGS_MODULE when nothing names a database",
 			env:  map[string]string{config.EnvDjangoSettings: "proj.settings"},
 			want: []want{{config.KeySettings, "proj.settings", config.SourceEnv}},

@@ -46,6 +46,53 @@ func TestSampleConfigLoads(t *testing.T) {
 	}
 }
 
+// TestSampleConfigFlags: the sample's header names the flag of every key
+// whose flag is not the key's words joined by dashes.
+func TestSampleConfigFlags(t *testing.T) {
+	sample, err := os.ReadFile("atpd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	header, _, _ := strings.Cut(string(sample), "\n\n")
+	header = strings.ReplaceAll(header, "\n# ", " ")
+	for _, k := range config.Keys() {
+		flag := config.FlagName(k)
+		if flag == "" {
+			t.Errorf("key %s has no flag", k)
+			continue
+		}
+		if flag != strings.ReplaceAll(k, "_", "-") && !strings.Contains(header, k+" is --"+flag) && !strings.Contains(header, k+" --"+flag) {
+			t.Errorf("atpd.yaml's header does not say that %s is --%s", k, flag)
+		}
+	}
+}
+
+// TestUnitDocumentation: every file the unit's Documentation= names is
+// installed by the unit's install instructions, from a file of the
+// repository.
+func TestUnitDocumentation(t *testing.T) {
+	body, err := os.ReadFile("atpd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range unitSettings(t, "atpd.service")["Documentation"] {
+		for _, uri := range strings.Fields(doc) {
+			path, ok := strings.CutPrefix(uri, "file://")
+			if !ok {
+				continue
+			}
+			m := regexp.MustCompile(`(?m)^#\s+install .*\s(\S+)\s+` + regexp.QuoteMeta(path) + `$`).FindSubmatch(body)
+			if m == nil {
+				t.Errorf("Documentation=%s: no install line puts a file there", uri)
+				continue
+			}
+			if _, err := os.Stat(filepath.Join("..", string(m[1]))); err != nil {
+				t.Errorf("Documentation=%s is installed from %s: %v", uri, m[1], err)
+			}
+		}
+	}
+}
+
 // unitSettings reads the Key=Value lines of a unit file.
 func unitSettings(t *testing.T, path string) map[string][]string {
 	t.Helper()

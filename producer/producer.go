@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -115,6 +116,9 @@ func (p *Producer) RegisterType(ctx context.Context, spec djangodb.TypeSpec) (dj
 		return djangodb.TaskType{}, fmt.Errorf("producer: register type %q: %w", spec.Identifier, err)
 	}
 	if err := checkHandler(spec.Handler); err != nil {
+		return djangodb.TaskType{}, fmt.Errorf("producer: register type %q: %w", spec.Identifier, err)
+	}
+	if err := CheckTypeLimits(spec); err != nil {
 		return djangodb.TaskType{}, fmt.Errorf("producer: register type %q: %w", spec.Identifier, err)
 	}
 	t, err := call(p, ctx, func(ctx context.Context) (djangodb.TaskType, error) { return p.store.RegisterType(ctx, spec) })
@@ -329,7 +333,8 @@ func (p *Producer) Input(ctx context.Context, typ, id string) (any, error) {
 // as in the tracker. Deleting a task a daemon is running makes the
 // daemon's later writes for it fail; the daemon logs and drops them.
 func (p *Producer) Delete(ctx context.Context, typ, id string) (bool, error) {
-	if _, err := p.Type(ctx, typ); err != nil {
+	// The store's call, not p.Type: its error is wrapped once, here.
+	if _, err := call(p, ctx, func(ctx context.Context) (djangodb.TaskType, error) { return p.store.Type(ctx, typ) }); err != nil {
 		return false, fmt.Errorf("producer: delete %s: %w", ref(typ, id), err)
 	}
 	in, err := p.Task(ctx, typ, id)
@@ -398,6 +403,39 @@ func storedForm(p []byte) string {
 }
 
 func ref(typ, id string) string { return djangodb.InstanceRef{Type: typ, Identifier: id}.String() }
+
+// Limits of a task type's numbers. The tracker takes any number; these
+// refuse what no deployment means and what one database would store and
+// the other refuse (maxstart is an integer column, which PostgreSQL
+// bounds and SQLite does not), or what would overflow the daemon's
+// durations.
+const (
+	// MaxSeconds bounds timeout and timeret: about 31 years.
+	MaxSeconds = 1e9
+	// MaxRestart bounds maxrestart: maxstart, 1 + maxrestart, must fit
+	// the integer column on PostgreSQL.
+	MaxRestart = math.MaxInt32 - 1
+)
+
+// CheckTypeLimits refuses a type's numbers outside the limits, with
+// ErrInvalid: timeout and timeret not finite or beyond ±MaxSeconds,
+// maxrestart above MaxRestart. Negative numbers are the tracker's (a
+// negative timeout becomes 0, timeret <= 0 keeps tasks forever, a
+// negative maxrestart is 0).
+func CheckTypeLimits(spec djangodb.TypeSpec) error {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"timeout", spec.Timeout}, {"timeret", spec.TimeRet}} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || math.Abs(f.v) > MaxSeconds {
+			return fmt.Errorf("%w: %s %v is not a number of seconds from -%.0f to %.0f", ErrInvalid, f.name, f.v, float64(MaxSeconds), float64(MaxSeconds))
+		}
+	}
+	if spec.MaxRestart > MaxRestart {
+		return fmt.Errorf("%w: maxrestart %d is more than %d", ErrInvalid, spec.MaxRestart, MaxRestart)
+	}
+	return nil
+}
 
 func checkIdentifier(what, s string) error {
 	if s == "" {

@@ -1,93 +1,27 @@
 package web
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"time"
-	"unicode/utf8"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/web/schema"
 )
 
-// The JSON documents of /api. Times are RFC 3339 with the offset of the
-// zone the store reads them in; statuses are given as code and text.
-
-// TaskJSON is one task (processes_instance row).
-type TaskJSON struct {
-	ID          int64     `json:"id"`
-	Type        string    `json:"type"`
-	Identifier  string    `json:"identifier"`
-	Status      int       `json:"status"`
-	StatusText  string    `json:"status_text"`
-	TimeInsert  time.Time `json:"time_insert"`
-	TimeUpdate  time.Time `json:"time_update"`
-	URL         string    `json:"url"`          // this task in /api
-	PageURL     string    `json:"page_url"`     // its HTML page
-	ResponseURL string    `json:"response_url"` // its raw response (404 until stored)
-}
-
-// TaskListJSON is GET /api/tasks.
-type TaskListJSON struct {
-	Type   string     `json:"type,omitempty"`
-	Status *int       `json:"status,omitempty"`
-	Total  int        `json:"total"`
-	Offset int        `json:"offset"`
-	Limit  int        `json:"limit"`
-	Tasks  []TaskJSON `json:"tasks"`
-}
-
-// LogRecordJSON is one status change; Type and Identifier are set in the
-// log of all tasks.
-type LogRecordJSON struct {
-	Time       time.Time `json:"time"`
-	Status     int       `json:"status"`
-	StatusText string    `json:"status_text"`
-	Message    string    `json:"message"`
-	Type       string    `json:"type,omitempty"`
-	Identifier string    `json:"identifier,omitempty"`
-}
-
-// TaskDetailJSON is GET /api/tasks/{type}/{id}.
-type TaskDetailJSON struct {
-	TaskJSON
-	Handler    string          `json:"handler,omitempty"`
-	Input      json.RawMessage `json:"input,omitempty"`       // the input as JSON (see package pickle)
-	InputError string          `json:"input_error,omitempty"` // why Input is missing
-	Log        []LogRecordJSON `json:"log"`
-}
-
-// ResponseJSON is GET /api/tasks/{type}/{id}/response.
-type ResponseJSON struct {
-	MimeType string `json:"mime_type"`
-	Size     int    `json:"size"`
-	Text     string `json:"text,omitempty"` // the data when it is UTF-8
-	Base64   string `json:"base64"`
-}
-
-// TypeJSON is one task type.
-type TypeJSON struct {
-	Identifier string  `json:"identifier"`
-	Handler    string  `json:"handler"`
-	MaxStart   int     `json:"maxstart"`
-	Timeout    float64 `json:"timeout"`
-	TimeRet    float64 `json:"timeret"`
-}
-
-// QueueJSON is GET /api/queue.
-type QueueJSON struct {
-	Waiting          int        `json:"waiting"`
-	Limit            int        `json:"limit"`
-	Oldest           *time.Time `json:"oldest,omitempty"`
-	OldestAgeSeconds float64    `json:"oldest_age_seconds"`
-	Daemon           *Stats     `json:"daemon,omitempty"`
-}
-
-// ErrorJSON is the body of every API error.
-type ErrorJSON struct {
-	Error  string `json:"error"`
-	Status int    `json:"status"`
-}
+// The JSON documents of /api are package schema's, which the operator
+// commands' --json output shares; these names are kept for the package's
+// users.
+type (
+	TaskJSON       = schema.Task
+	TaskListJSON   = schema.TaskList
+	LogRecordJSON  = schema.LogRecord
+	TaskDetailJSON = schema.TaskDetail
+	ResponseJSON   = schema.Response
+	TypeJSON       = schema.Type
+	QueueJSON      = schema.Queue
+	ErrorJSON      = schema.Error
+)
 
 func (s *server) writeJSON(w http.ResponseWriter, code int, v any) {
 	h := w.Header()
@@ -113,18 +47,11 @@ func (s *server) apiError(w http.ResponseWriter, r *http.Request, what string, e
 func (s *server) taskJSON(in djangodb.Instance) TaskJSON {
 	u := urls{s.base}
 	page := u.task(in.Type, in.Identifier)
-	return TaskJSON{
-		ID: in.ID, Type: in.Type, Identifier: in.Identifier,
-		Status: int(in.Status), StatusText: in.Status.String(),
-		TimeInsert: in.TimeInsert, TimeUpdate: in.TimeUpdate,
-		URL:         s.base + "/api" + page[len(s.base):],
-		PageURL:     page,
-		ResponseURL: u.response(in.Type, in.Identifier),
-	}
-}
-
-func logJSON(rec djangodb.LogRecord) LogRecordJSON {
-	return LogRecordJSON{Time: rec.Time, Status: int(rec.Status), StatusText: rec.Status.String(), Message: rec.Message}
+	t := schema.NewTask(in)
+	t.URL = s.base + "/api" + page[len(s.base):]
+	t.PageURL = page
+	t.ResponseURL = u.response(in.Type, in.Identifier)
+	return t
 }
 
 func (s *server) apiTaskList(w http.ResponseWriter, r *http.Request) {
@@ -140,7 +67,7 @@ func (s *server) apiTaskList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := TaskListJSON{Type: q.Type, Total: list.Total, Offset: q.Offset, Limit: q.Limit, Tasks: []TaskJSON{}}
 	if q.Status != nil {
-		st := int(*q.Status)
+		st := q.Status.String()
 		out.Status = &st
 	}
 	for _, in := range list.Tasks {
@@ -156,14 +83,12 @@ func (s *server) apiTask(w http.ResponseWriter, r *http.Request) {
 		s.apiError(w, r, "task "+taskName(typ, id), err)
 		return
 	}
-	out := TaskDetailJSON{TaskJSON: s.taskJSON(d.Task), Handler: d.Handler, Log: []LogRecordJSON{}}
+	out := TaskDetailJSON{Task: s.taskJSON(d.Task), Handler: d.Handler, Log: schema.NewLog(d.Log)}
+	out.Response = d.Response
 	if d.InputErr {
 		out.InputError = d.Input
 	} else {
 		out.Input = json.RawMessage(d.Input)
-	}
-	for _, rec := range d.Log {
-		out.Log = append(out.Log, logJSON(rec))
 	}
 	s.writeJSON(w, http.StatusOK, out)
 }
@@ -174,11 +99,7 @@ func (s *server) apiTaskLog(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		var recs []djangodb.LogRecord
 		if recs, err = s.loadTaskLog(r, in); err == nil {
-			out := []LogRecordJSON{}
-			for _, rec := range recs {
-				out = append(out, logJSON(rec))
-			}
-			s.writeJSON(w, http.StatusOK, out)
+			s.writeJSON(w, http.StatusOK, schema.NewLog(recs))
 			return
 		}
 	}
@@ -192,11 +113,7 @@ func (s *server) apiResponse(w http.ResponseWriter, r *http.Request) {
 		s.apiError(w, r, "response of task "+taskName(typ, id), err)
 		return
 	}
-	out := ResponseJSON{MimeType: resp.MimeType, Size: len(resp.Data), Base64: base64.StdEncoding.EncodeToString(resp.Data)}
-	if utf8.Valid(resp.Data) {
-		out.Text = string(resp.Data)
-	}
-	s.writeJSON(w, http.StatusOK, out)
+	s.writeJSON(w, http.StatusOK, schema.NewResponse(typ, id, resp))
 }
 
 func (s *server) apiLog(w http.ResponseWriter, r *http.Request) {
@@ -212,7 +129,7 @@ func (s *server) apiLog(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []LogRecordJSON{}
 	for _, e := range entries {
-		j := logJSON(e.LogRecord)
+		j := schema.NewLogRecord(e.LogRecord)
 		j.Type, j.Identifier = e.Type, e.Identifier
 		out = append(out, j)
 	}
@@ -227,7 +144,7 @@ func (s *server) apiTypes(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []TypeJSON{}
 	for _, t := range types {
-		out = append(out, TypeJSON{Identifier: t.Identifier, Handler: t.Handler, MaxStart: t.MaxStart, Timeout: t.Timeout, TimeRet: t.TimeRet})
+		out = append(out, schema.NewType(t))
 	}
 	s.writeJSON(w, http.StatusOK, out)
 }
@@ -238,11 +155,7 @@ func (s *server) apiQueue(w http.ResponseWriter, r *http.Request) {
 		s.apiError(w, r, "queue", err)
 		return
 	}
-	out := QueueJSON{Waiting: q.Waiting, Limit: q.Max}
-	if !q.Oldest.IsZero() {
-		out.Oldest = &q.Oldest
-		out.OldestAgeSeconds = max(0, time.Since(q.Oldest).Seconds())
-	}
+	out := schema.NewQueue(q, time.Now())
 	if s.opts.Stats != nil {
 		st := s.opts.Stats()
 		out.Daemon = &st

@@ -14,6 +14,7 @@ import (
 
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/compat/pickle"
+	"github.com/eoxserver/atpd/web/schema"
 )
 
 // listQuery is the task list's filter and page, from the query string.
@@ -112,6 +113,7 @@ func (s *server) loadTaskList(r *http.Request, q listQuery) (taskList, error) {
 type taskDetail struct {
 	Task     djangodb.Instance
 	Handler  string
+	Response *schema.ResponseInfo // nil when none is stored
 	Log      []djangodb.LogRecord
 	Input    string // the input as JSON, or why it cannot be shown
 	InputErr bool
@@ -150,6 +152,14 @@ func (s *server) loadTaskDetail(r *http.Request, typ, id string) (taskDetail, er
 	}
 	if t, err := dbCall(s, r, func(ctx context.Context) (djangodb.TaskType, error) { return s.store.Type(ctx, typ) }); err == nil {
 		d.Handler = t.Handler
+	}
+	resp, err := dbCall(s, r, func(ctx context.Context) (djangodb.Response, error) { return s.store.Response(ctx, in.ID) })
+	switch {
+	case errors.Is(err, djangodb.ErrNotFound):
+	case err != nil:
+		return d, fmt.Errorf("response of task %s: %w", taskName(typ, id), err)
+	default:
+		d.Response = &schema.ResponseInfo{MimeType: resp.MimeType, Size: len(resp.Data)}
 	}
 	stored, err := dbCall(s, r, func(ctx context.Context) (string, error) { return s.store.Input(ctx, in.ID) })
 	switch {
@@ -236,8 +246,11 @@ func (s *server) loadAllLog(r *http.Request, limit int) ([]logEntry, error) {
 	return out, nil
 }
 
-// queueState is the header every page shows.
+// queueState is the header every page shows; Loaded is false where it
+// was not read (an error page after a database failure), and then the
+// header shows no queue rather than an empty one.
 type queueState struct {
+	Loaded   bool
 	Queue    djangodb.QueueStats
 	Age      time.Duration
 	QueueErr string
@@ -245,7 +258,7 @@ type queueState struct {
 }
 
 func (s *server) loadQueueState(r *http.Request) queueState {
-	var qs queueState
+	qs := queueState{Loaded: true}
 	q, err := dbCall(s, r, s.store.QueueStats)
 	if err != nil {
 		qs.QueueErr = "unavailable"

@@ -129,8 +129,34 @@ func TestMetrics(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, _ := newHandler(t, f.store, web.Options{Registry: reg})
+		h, _ := newHandler(t, f.store, web.Options{Registry: reg, Metrics: m})
 		base := serve(t, h)
+
+		// Before any event: every registered type's counters read 0
+		// (created by the scrape), a type first seen by an event gets
+		// all of its series, and the configured workers are a gauge.
+		m.SetWorkers(4)
+		m.TaskReenqueued("LateType")
+		for _, tc := range []struct {
+			name, typ string
+			want      float64
+		}{
+			{"atpd_tasks_failed_total", typeOdd, 0}, {"atpd_tasks_started_total", typeSum, 0},
+			{"atpd_tasks_finished_total", typeOdd, 0}, {"atpd_tasks_failed_total", "LateType", 0},
+			{"atpd_tasks_reenqueued_total", "LateType", 1},
+		} {
+			// The first gather creates the series, the second reads them.
+			metricValue(t, reg, tc.name, nil)
+			if got, ok := metricValue(t, reg, tc.name, map[string]string{"type": tc.typ}); !ok || got != tc.want {
+				t.Errorf("before any event: %s{type=%q} = %v (present %v), want %v", tc.name, tc.typ, got, ok, tc.want)
+			}
+		}
+		if got, ok := metricValue(t, reg, "atpd_workers", nil); !ok || got != 4 {
+			t.Errorf("atpd_workers = %v (present %v), want 4", got, ok)
+		}
+		if got, ok := metricValue(t, reg, "atpd_build_info", nil); !ok || got != 1 {
+			t.Errorf("atpd_build_info = %v (present %v), want 1", got, ok)
+		}
 
 		counts := map[string]map[djangodb.Status]int{typeSum: {}, typeOdd: {}}
 		for _, tk := range f.tasks {

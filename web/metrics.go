@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/internal/buildinfo"
 )
 
 const namespace = "atpd"
@@ -25,8 +27,11 @@ type Metrics struct {
 	reenqueued *prometheus.CounterVec
 	runtime    *prometheus.HistogramVec
 	busy       prometheus.Gauge
+	workers    prometheus.Gauge
 	discarded  *prometheus.CounterVec
 	abandoned  prometheus.Gauge
+
+	seen sync.Map // task types whose series exist, string -> struct{}
 }
 
 // RunTimeBuckets are the run-time histogram's upper bounds in seconds:
@@ -50,6 +55,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: namespace, Name: "workers_busy",
 			Help: "Workers of this daemon running a task.",
 		}),
+		workers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "workers",
+			Help: "Workers this daemon is configured with (-n): the most tasks it runs at once.",
+		}),
 		discarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "outcomes_discarded_total",
 			Help: "Writes of a run dropped because the run no longer owned its task (re-enqueued, started again, ended by someone else), by task type and reason.",
@@ -59,7 +68,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Go handlers that ignored cancellation and still run; their tasks are not run again by this daemon until they return.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.started, m.finished, m.failed, m.reenqueued, m.runtime, m.busy, m.discarded, m.abandoned} {
+	bi := buildinfo.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help:        "Always 1; the labels say which atpd this is: module version, VCS revision, Go version.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
+	})
+	build.Set(1)
+	for _, c := range []prometheus.Collector{m.started, m.finished, m.failed, m.reenqueued, m.runtime, m.busy, m.workers, m.discarded, m.abandoned, build} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("web: register metrics: %w", err)
 		}
@@ -72,9 +88,40 @@ func typeCounter(name, help string) *prometheus.CounterVec {
 	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, []string{"type"})
 }
 
+// InitTypes creates the per-type series of the task types given, at 0,
+// so that a type's counters exist (and rate() and absent() work) before
+// its first event: atpd_tasks_failed_total reads 0, not nothing, until a
+// task fails. The daemon's own events create a type's series too.
+func (m *Metrics) InitTypes(types ...string) {
+	if m == nil {
+		return
+	}
+	for _, typ := range types {
+		m.initType(typ)
+	}
+}
+
+func (m *Metrics) initType(typ string) {
+	if _, seen := m.seen.LoadOrStore(typ, struct{}{}); seen {
+		return
+	}
+	for _, c := range []*prometheus.CounterVec{m.started, m.finished, m.failed, m.reenqueued} {
+		c.WithLabelValues(typ)
+	}
+	m.runtime.WithLabelValues(typ)
+}
+
+// SetWorkers sets the configured number of workers.
+func (m *Metrics) SetWorkers(n int) {
+	if m != nil {
+		m.workers.Set(float64(n))
+	}
+}
+
 // TaskStarted counts a task set RUNNING.
 func (m *Metrics) TaskStarted(typ string) {
 	if m != nil {
+		m.initType(typ)
 		m.started.WithLabelValues(typ).Inc()
 	}
 }
@@ -85,6 +132,7 @@ func (m *Metrics) TaskFinished(typ string, status djangodb.Status, d time.Durati
 	if m == nil {
 		return
 	}
+	m.initType(typ)
 	if status == djangodb.Failed {
 		m.failed.WithLabelValues(typ).Inc()
 	} else {
@@ -96,6 +144,7 @@ func (m *Metrics) TaskFinished(typ string, status djangodb.Status, d time.Durati
 // TaskReenqueued counts a task put back on the queue.
 func (m *Metrics) TaskReenqueued(typ string) {
 	if m != nil {
+		m.initType(typ)
 		m.reenqueued.WithLabelValues(typ).Inc()
 	}
 }
@@ -128,18 +177,19 @@ type dbCollector struct {
 	store   djangodb.Store
 	timeout time.Duration
 	log     *slog.Logger
+	metrics *Metrics // the daemon's, whose series it creates for types registered later; may be nil
 
 	up, tasks, waiting, limit, oldestAge, scrapeSeconds *prometheus.Desc
 }
 
 var allStatuses = []djangodb.Status{djangodb.Undefined, djangodb.Accepted, djangodb.Scheduled, djangodb.Running, djangodb.Paused, djangodb.Finished, djangodb.Failed}
 
-func newDBCollector(store djangodb.Store, timeout time.Duration, log *slog.Logger) *dbCollector {
+func newDBCollector(store djangodb.Store, timeout time.Duration, log *slog.Logger, metrics *Metrics) *dbCollector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
 	}
 	return &dbCollector{
-		store: store, timeout: timeout, log: log,
+		store: store, timeout: timeout, log: log, metrics: metrics,
 		up:            d("database_up", "1 when the ATP tables could be read at this scrape, 0 otherwise."),
 		tasks:         d("tasks", "Task instances in the database, by task type and status.", "type", "status"),
 		waiting:       d("queue_waiting", "Tasks waiting in the queue (task rows no daemon has claimed)."),
@@ -194,6 +244,7 @@ func (c *dbCollector) read() (map[string]map[djangodb.Status]int, djangodb.Queue
 	counts := make(map[string]map[djangodb.Status]int, len(types))
 	for _, t := range types {
 		counts[t.Identifier] = map[djangodb.Status]int{}
+		c.metrics.InitTypes(t.Identifier)
 	}
 	insts, err := timed(c.timeout, func(ctx context.Context) ([]djangodb.Instance, error) {
 		return c.store.Instances(ctx, djangodb.InstanceFilter{})

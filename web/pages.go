@@ -110,8 +110,15 @@ func (s *server) pageError(w http.ResponseWriter, r *http.Request, what string, 
 	if code == 499 {
 		return
 	}
+	b := base{Base: s.base, Title: http.StatusText(code)}
+	if code < 500 {
+		// The database answers (the request was wrong): the header shows
+		// the queue as on every page. After a database failure it would
+		// only wait for another timeout.
+		b = s.newBase(r, http.StatusText(code), false)
+	}
 	s.render(w, r, s.pages.error, code, errorPage{
-		base:     base{Base: s.base, Title: http.StatusText(code)},
+		base:     b,
 		Code:     code,
 		CodeText: http.StatusText(code),
 		Message:  msg,

@@ -14,22 +14,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/web/schema"
 )
 
 // Stats is what the pages and /api/queue show of the daemon serving the
-// queue in this process. The daemon's own snapshot type converts to it in
-// a few lines; keeping web's own type means web does not depend on the
-// daemon package.
-type Stats struct {
-	ServerID   string `json:"server_id"`  // the daemon's id as it logs it (0x%016X)
-	Workers    int    `json:"workers"`    // worker pool size
-	Busy       int    `json:"busy"`       // workers running a task
-	Started    int64  `json:"started"`    // tasks started since the daemon started
-	Finished   int64  `json:"finished"`   // tasks ended FINISHED
-	Failed     int64  `json:"failed"`     // tasks ended FAILED
-	Reenqueued int64  `json:"reenqueued"` // tasks the daemon put back on the queue
-	Sweeps     int64  `json:"sweeps"`     // clean-ups run
-}
+// queue in this process (schema.Daemon). The daemon's own snapshot type
+// converts to it in a few lines; keeping it here means web does not
+// depend on the daemon package.
+type Stats = schema.Daemon
 
 // Defaults of Options.
 const (
@@ -60,10 +52,21 @@ type Options struct {
 	// the daemon's Metrics in it too (NewMetrics). Nil means a registry
 	// of New's own, with the Go runtime and process collectors.
 	Registry *prometheus.Registry
+	// Metrics, when set, are the daemon's collectors in Registry: each
+	// scrape creates their series for task types registered since the
+	// last (Metrics.InitTypes), so that they read 0 before any event.
+	Metrics *Metrics
 	// Timeout bounds each database call of a request and of a scrape
 	// (default 5 s); HealthTimeout bounds /healthz's ping (default 2 s).
 	Timeout       time.Duration
 	HealthTimeout time.Duration
+	// AllowedHosts are the host names requests may be addressed to (their
+	// Host header), besides IP addresses and localhost names, which are
+	// always accepted: an exact name, ".example.org" for it and every name
+	// under it, or "*" for any. Other requests are answered 421, which
+	// keeps web pages of other origins from reading the API by DNS
+	// rebinding.
+	AllowedHosts []string
 	// Refresh is the interval after which the HTML list and log pages
 	// reload themselves (the reference views used 15 s); 0 means 15 s,
 	// negative means never.
@@ -104,7 +107,7 @@ func New(store djangodb.Store, opts Options) http.Handler {
 		base:  strings.TrimRight(opts.BasePath, "/"),
 	}
 	s.pages = mustParsePages(urls{s.base})
-	if err := opts.Registry.Register(newDBCollector(store, opts.Timeout, opts.Logger)); err != nil {
+	if err := opts.Registry.Register(newDBCollector(store, opts.Timeout, opts.Logger, opts.Metrics)); err != nil {
 		// Only a second New on the same registry gets here; the first
 		// handler's collector already reports the same database.
 		var are prometheus.AlreadyRegisteredError
@@ -142,7 +145,7 @@ func New(store djangodb.Store, opts Options) http.Handler {
 	if s.base != "" {
 		route("GET ", s.redirectToTasks) // the prefix without its slash
 	}
-	return mux
+	return s.checkHost(mux)
 }
 
 func (s *server) redirectToTasks(w http.ResponseWriter, r *http.Request) {

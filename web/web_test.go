@@ -59,11 +59,11 @@ func TestTaskListAPI(t *testing.T) {
 				var refs []string
 				for i, tk := range got.Tasks {
 					refs = append(refs, refOf(tk.Type, tk.Identifier))
-					if i > 0 && tk.TimeUpdate.After(got.Tasks[i-1].TimeUpdate) {
+					if i > 0 && tk.TimeUpdate.After(*got.Tasks[i-1].TimeUpdate) {
 						t.Errorf("task %d updated %v after task %d (%v): want newest first", i, tk.TimeUpdate, i-1, got.Tasks[i-1].TimeUpdate)
 					}
 					ft := f.find(tk.Type, tk.Identifier)
-					if tk.Status != int(ft.status) || tk.StatusText != ft.status.String() || tk.PageURL != taskPath(tk.Type, tk.Identifier) {
+					if tk.StatusCode != int(ft.status) || tk.Status != ft.status.String() || tk.PageURL != taskPath(tk.Type, tk.Identifier) {
 						t.Errorf("task %s: %+v, want status %v and page %s", refOf(tk.Type, tk.Identifier), tk, ft.status, taskPath(tk.Type, tk.Identifier))
 					}
 				}
@@ -127,8 +127,8 @@ func TestTaskAPI(t *testing.T) {
 			t.Run(refOf(tk.typ, tk.id), func(t *testing.T) {
 				api := base + "/api" + taskPath(tk.typ, tk.id)
 				d := getJSON[web.TaskDetailJSON](t, api, http.StatusOK)
-				if d.Type != tk.typ || d.Identifier != tk.id || d.Status != int(tk.status) || d.Handler != "tools.atp_demo.handler" {
-					t.Errorf("task %+v", d.TaskJSON)
+				if d.Type != tk.typ || d.Identifier != tk.id || d.StatusCode != int(tk.status) || d.Status != tk.status.String() || d.Handler != "tools.atp_demo.handler" {
+					t.Errorf("task %+v", d.Task)
 				}
 				if !jsonEqual(t, d.Input, []byte(tk.input)) || d.InputError != "" {
 					t.Errorf("input %s (error %q), want %s", d.Input, d.InputError, tk.input)
@@ -150,6 +150,9 @@ func TestTaskAPI(t *testing.T) {
 					}
 				}
 
+				if (d.Response != nil) != (tk.response != "") || d.Response != nil && (d.Response.Size != len(tk.response) || d.Response.MimeType != tk.mime) {
+					t.Errorf("task response %+v, stored %q as %q", d.Response, tk.response, tk.mime)
+				}
 				if tk.response == "" {
 					e := getJSON[web.ErrorJSON](t, api+"/response", http.StatusNotFound)
 					if !strings.Contains(e.Error, tk.id) {
@@ -159,7 +162,7 @@ func TestTaskAPI(t *testing.T) {
 				}
 				r := getJSON[web.ResponseJSON](t, api+"/response", http.StatusOK)
 				data, _ := base64.StdEncoding.DecodeString(r.Base64)
-				if string(data) != tk.response || r.Text != tk.response || r.MimeType != tk.mime || r.Size != len(tk.response) {
+				if string(data) != tk.response || r.Text == nil || *r.Text != tk.response || r.Type != tk.typ || r.Identifier != tk.id || r.MimeType != tk.mime || r.Size != len(tk.response) {
 					t.Errorf("response %+v, want %q as %q", r, tk.response, tk.mime)
 				}
 			})
@@ -178,7 +181,10 @@ func TestTaskAPI(t *testing.T) {
 func statusesOf(recs []web.LogRecordJSON) []djangodb.Status {
 	var out []djangodb.Status
 	for _, r := range recs {
-		out = append(out, djangodb.Status(r.Status))
+		if r.Status != djangodb.Status(r.StatusCode).String() {
+			panic("status " + r.Status + " does not match its code")
+		}
+		out = append(out, djangodb.Status(r.StatusCode))
 	}
 	return out
 }
@@ -278,8 +284,12 @@ func TestHTMLPages(t *testing.T) {
 					t.Errorf("/tasks has no link %s (links %v)", want, links)
 				}
 			}
-			if tk.status.Terminal() && !slices.Contains(links, taskPath(tk.typ, tk.id)+"/response") {
-				t.Errorf("/tasks has no response link for %s", refOf(tk.typ, tk.id))
+		}
+		// The list cannot know which tasks have a response: it links
+		// the task pages, which do.
+		for _, l := range links {
+			if strings.HasSuffix(l, "/response") {
+				t.Errorf("/tasks links a response directly: %s", l)
 			}
 		}
 		// Every link on the page answers; task pages show their log.
@@ -295,6 +305,23 @@ func TestHTMLPages(t *testing.T) {
 			if strings.HasPrefix(l, "/tasks/") && !strings.HasSuffix(l, "/response") {
 				tk := f.find(unpath(t, l))
 				checkEscaped(t, l, body)
+				// A response link exactly where a response is stored,
+				// and it answers.
+				respLinks := 0
+				for _, rl := range hrefs(body) {
+					if strings.HasSuffix(rl, "/response") {
+						respLinks++
+						if r, _ := get(t, base+rl); r.StatusCode != http.StatusOK {
+							t.Errorf("%s: response link %s answers %d", l, rl, r.StatusCode)
+						}
+					}
+				}
+				if want := map[bool]int{true: 1, false: 0}[tk.response != ""]; respLinks != want {
+					t.Errorf("%s has %d response links, want %d (response %q)", l, respLinks, want, tk.response)
+				}
+				if tk.response == "" && tk.status.Terminal() && !strings.Contains(body, `id="response">none stored<`) {
+					t.Errorf("%s does not say that no response is stored", l)
+				}
 				if !strings.Contains(body, `id="status">`+tk.status.String()+"<") {
 					t.Errorf("%s does not show status %v", l, tk.status)
 				}
@@ -325,6 +352,11 @@ func TestHTMLPages(t *testing.T) {
 				t.Fatalf("/log: %d", resp.StatusCode)
 			}
 			checkEscaped(t, "/log", page)
+			for _, l := range hrefs(page) {
+				if strings.HasSuffix(l, "/response") {
+					t.Errorf("/log links a response directly: %s", l)
+				}
+			}
 			rows := strings.Count(between(page, `id="log"`, "</table>"), "<tr>\n<td")
 			total := 0
 			for _, tk := range f.tasks {
@@ -342,6 +374,10 @@ func TestHTMLPages(t *testing.T) {
 				resp, body := get(t, base+tc.path)
 				if resp.StatusCode != tc.code || !strings.Contains(body, `id="error"`) {
 					t.Errorf("%s: %d %s", tc.path, resp.StatusCode, body)
+				}
+				// The header shows the queue as it is, not an empty one.
+				if !strings.Contains(body, "Queue: 2 waiting of 64") {
+					t.Errorf("%s: header %s", tc.path, between(body, `id="summary"`, "</p>"))
 				}
 				checkEscaped(t, tc.path, body)
 			}
@@ -406,10 +442,10 @@ func TestAllTasksLogAPI(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, r := range recs {
-				want = append(want, web.LogRecordJSON{Time: r.Time, Status: int(r.Status), Message: r.Message, Type: tk.typ, Identifier: tk.id})
+				want = append(want, web.LogRecordJSON{Time: &r.Time, Status: r.Status.String(), StatusCode: int(r.Status), Message: r.Message, Type: tk.typ, Identifier: tk.id})
 			}
 		}
-		slices.SortStableFunc(want, func(a, b web.LogRecordJSON) int { return b.Time.Compare(a.Time) })
+		slices.SortStableFunc(want, func(a, b web.LogRecordJSON) int { return b.Time.Compare(*a.Time) })
 		for _, limit := range []int{len(want) + 10, len(want), 5, 1} {
 			t.Run(fmt.Sprint("limit ", limit), func(t *testing.T) {
 				got := getJSON[[]web.LogRecordJSON](t, fmt.Sprintf("%s/api/log?limit=%d", base, limit), http.StatusOK)
@@ -419,7 +455,7 @@ func TestAllTasksLogAPI(t *testing.T) {
 				}
 				for i := range got {
 					w := want[i]
-					if !got[i].Time.Equal(w.Time) || got[i].Status != w.Status || got[i].Message != w.Message || got[i].Type != w.Type || got[i].Identifier != w.Identifier {
+					if !got[i].Time.Equal(*w.Time) || got[i].Status != w.Status || got[i].StatusCode != w.StatusCode || got[i].Message != w.Message || got[i].Type != w.Type || got[i].Identifier != w.Identifier {
 						t.Errorf("record %d: %+v, want %+v", i, got[i], w)
 					}
 				}
@@ -445,7 +481,7 @@ func TestTypesAndQueueAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if q.Waiting != st.Waiting || q.Limit != st.Max || q.Oldest == nil || !q.Oldest.Equal(st.Oldest) || q.OldestAgeSeconds <= 0 || q.Daemon == nil || *q.Daemon != stats {
+		if q.Waiting != st.Waiting || q.Limit != st.Max || q.Oldest == nil || !q.Oldest.Equal(st.Oldest) || q.OldestAgeSeconds == nil || *q.OldestAgeSeconds <= 0 || q.Full || q.Daemon == nil || *q.Daemon != stats {
 			t.Errorf("queue %+v, store says %+v", q, st)
 		}
 	})

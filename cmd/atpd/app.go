@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/config"
+	"github.com/eoxserver/atpd/internal/buildinfo"
 )
 
 // Exit codes. A shutdown that completed, by SIGINT (drain) or SIGTERM
@@ -23,7 +25,8 @@ import (
 // queued because the queue is full.
 const (
 	exitOK      = 0
-	exitFailure = 1 // bad usage, configuration, start-up or command failure
+	exitFailure = 1 // configuration, start-up or command failure
+	exitUsage   = 2 // a command-line mistake: unknown flag, bad value, wrong arguments
 )
 
 // app holds what the commands share: the standard streams.
@@ -32,7 +35,8 @@ type app struct {
 	stdout, stderr io.Writer
 }
 
-// usageError is a command-line mistake: it is printed with the usage.
+// usageError is a command-line mistake: it is printed in one line with a
+// pointer to the command's --help, and exits with exitUsage.
 type usageError struct {
 	cmd *cobra.Command
 	err error
@@ -63,15 +67,35 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case errors.As(err, &ee):
 		return ee.code
 	case errors.Is(err, djangodb.ErrQueueFull):
-		fmt.Fprintf(stderr, "atpd: %v (the queue holds its maximum of waiting tasks; retry later or use --wait)\n", err)
+		fmt.Fprintf(stderr, "atpd: %s (the queue holds its maximum of waiting tasks; retry later or use --wait)\n", errorText(err))
 		return exitQueueFull
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "atpd: %v\n\n%s", ue.err, ue.cmd.UsageString())
-		return exitFailure
+		fmt.Fprintf(stderr, "%s: %s\nSee '%s --help'.\n", ue.cmd.CommandPath(), errorText(ue.err), ue.cmd.CommandPath())
+		return exitUsage
 	default:
-		fmt.Fprintf(stderr, "atpd: %v\n", err)
+		fmt.Fprintf(stderr, "atpd: %s\n", errorText(err))
 		return exitFailure
 	}
+}
+
+// errorText is err's message as one clear chain for an operator: the
+// package prefixes of the library layers ("producer: ", "djangodb: ") are
+// dropped, and so is a part that repeats the one before it (two layers
+// naming the same operation). Joined errors are separated by "; ", so that
+// the message stays one line.
+func errorText(err error) string {
+	parts := strings.Split(strings.ReplaceAll(err.Error(), "\n", "; "), ": ")
+	out := parts[:0]
+	for _, p := range parts {
+		if p == "producer" || p == "djangodb" {
+			continue
+		}
+		if len(out) > 0 && out[len(out)-1] == p {
+			continue
+		}
+		out = append(out, p)
+	}
+	return strings.Join(out, ": ")
 }
 
 // setupCommand gives every command the same error handling: flag and
@@ -108,8 +132,11 @@ poll_interval); flags win over the environment, the environment over the file.
 Signals: SIGINT stops pulling tasks and lets running ones finish (drain);
 SIGTERM, or a second signal, cancels running tasks and puts them back on the
 queue at once (abort); a signal during an abort exits immediately.
-Exit status: 0 after a completed shutdown, 1 on a usage, configuration or
-start-up error, 128+signal (130, 143) when a signal forced an immediate exit.`,
+Exit status: 0 after a completed shutdown, 1 on a configuration or start-up
+error, 2 on a usage error (unknown flag, bad value, wrong arguments: one line
+on stderr), 128+signal (130, 143) when a signal forced an immediate exit.
+Operator commands exit 0 on success, 1 when they fail, 2 on a usage error
+and 75 when the queue is full.`,
 		RunE: a.runDaemon,
 	}, cobra.NoArgs)
 	root.SetIn(a.stdin)
@@ -123,6 +150,8 @@ start-up error, 128+signal (130, 143) when a signal forced an immediate exit.`,
 	root.AddCommand(a.migrateCommand(), a.decodeInputCommand())
 	root.AddCommand(a.notifyCommand())
 	root.AddCommand(a.operatorCommands()...)
-	root.AddCommand(a.demoCommand())
+	root.AddCommand(a.demoCommand(), a.versionCommand())
+	root.Version = buildinfo.Get().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	return root
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -523,6 +524,9 @@ func (r *demoRun) print(s demoSummary, format string) error {
 		}
 		fmt.Fprintf(w, "Look at one:  atpd log%s %s %s\n              atpd response%s %s %s\n", db, s.Type, s.Sample, db, s.Type, s.Sample)
 		fmt.Fprintf(w, "Browse them:  atpd%s --http 127.0.0.1:8080   and open http://127.0.0.1:8080/tasks\n", db)
+		if _, err := exec.LookPath("atpd"); err != nil {
+			fmt.Fprintf(w, "(atpd is not on PATH: `go install ./cmd/atpd` puts it in $(go env GOPATH)/bin, or use `go run ./cmd/atpd` instead of `atpd`)\n")
+		}
 	}
 	return nil
 }

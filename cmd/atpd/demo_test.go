@@ -280,8 +280,9 @@ func TestDaemonHTTP(t *testing.T) {
 			db.batch(
 				[]string{"register", "SequenceSum", "tools.atp_demo.handler"},
 				[]string{"enqueue", "SequenceSum", "web<1>", "--literal", "(1, 2, 3, 4, 5)"},
+				[]string{"register", "Registered", "tools.atp_demo.handler"},
 			)
-			p := startAtpd(t, "http", noPythonEnv(t), append(db.dbArgs(), "--poll-interval", "20ms", "--http", "127.0.0.1:0")...)
+			p := startAtpd(t, "http", noPythonEnv(t), append(db.dbArgs(), "--poll-interval", "20ms", "--http", "127.0.0.1:0", "-n", "3")...)
 			line := p.waitLine(`ATPD: serving the task pages.*http_addr=`, startTimeout)
 			addr := regexp.MustCompile(`http_addr=(\S+)`).FindStringSubmatch(line)[1]
 			base := "http://" + addr
@@ -308,14 +309,15 @@ func TestDaemonHTTP(t *testing.T) {
 			code, body = httpGet(t, base+"/api/tasks/SequenceSum/web%3C1%3E")
 			var task struct {
 				Identifier string `json:"identifier"`
-				StatusText string `json:"status_text"`
+				Status     string `json:"status"`
 				Log        []struct {
-					Status int `json:"status"`
+					StatusCode int `json:"status_code"`
 				} `json:"log"`
 			}
-			if err := json.Unmarshal([]byte(body), &task); err != nil || code != 200 || task.Identifier != "web<1>" || task.StatusText != "FINISHED" || len(task.Log) != 4 {
+			if err := json.Unmarshal([]byte(body), &task); err != nil || code != 200 || task.Identifier != "web<1>" || task.Status != "FINISHED" || len(task.Log) != 4 {
 				t.Errorf("task API: %d %s (%v)", code, body, err)
 			}
+			sameAsCLI(t, base, db.dbArgs())
 			code, body = httpGet(t, base+"/tasks/SequenceSum/web%3C1%3E/response")
 			if code != 200 || body != "15.0" {
 				t.Errorf("response: %d %q", code, body)
@@ -325,6 +327,10 @@ func TestDaemonHTTP(t *testing.T) {
 				`atpd_queue_limit 64`, `atpd_tasks{status="FINISHED",type="SequenceSum"} 1`, // the database's
 				`atpd_tasks_started_total{type="SequenceSum"} 1`, `atpd_tasks_finished_total{type="SequenceSum"} 1`, // the daemon's
 				`atpd_task_run_seconds_count{type="SequenceSum"} 1`, `atpd_workers_busy 0`,
+				`atpd_build_info{goversion="go1.`,                                                                    // which atpd this is
+				`atpd_tasks_failed_total{type="SequenceSum"} 0`, `atpd_tasks_reenqueued_total{type="SequenceSum"} 0`, // before any failure
+				`atpd_tasks_failed_total{type="Registered"} 0`, `atpd_tasks_started_total{type="Registered"} 0`, // a type without tasks
+				"atpd_workers 3",
 			} {
 				if code != 200 || !strings.Contains(body, want) {
 					t.Errorf("/metrics lacks %q (%d)", want, code)
@@ -344,7 +350,7 @@ func TestDaemonHTTP(t *testing.T) {
 
 func TestHTTPFlagConflict(t *testing.T) {
 	code, _, stderr := runCLI(t, "", "--http", "127.0.0.1:1", "--http-addr", "127.0.0.1:2")
-	if code != 1 || !strings.Contains(stderr, "--http and --http-addr") {
+	if code != 2 || !strings.Contains(stderr, "--http and --http-addr") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 	if _, err := os.Stat("atpd.sqlite3"); err == nil {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -45,9 +48,24 @@ func startHTTP(ctx context.Context, cfg config.Config, m *webMetrics, store djan
 	if cfg.HTTPAddr == "" || m == nil {
 		return "", func() {}, nil
 	}
+	m.daemon.SetWorkers(cfg.Workers)
+	// Every registered type's counters exist from the start, at 0; types
+	// registered later get theirs at the next scrape or first event.
+	tctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	types, err := store.Types(tctx)
+	cancel()
+	if err != nil {
+		log.Warn("ATPD: cannot list the task types; their counters appear with their first scrape or event", "error", err)
+	}
+	for _, t := range types {
+		m.daemon.InitTypes(t.Identifier)
+	}
 	h := web.New(store, web.Options{
 		Logger:   log,
 		Registry: m.registry,
+		Metrics:  m.daemon,
+		// The host of --http-addr is a name clients use, when it is one.
+		AllowedHosts: append(slices.Clone(cfg.HTTPAllowedHosts), httpHost(cfg.HTTPAddr)),
 		Stats: func() web.Stats {
 			s := d.Stats()
 			return web.Stats{
@@ -69,5 +87,18 @@ func startHTTP(ctx context.Context, cfg config.Config, m *webMetrics, store djan
 		return "", nil, err
 	}
 	log.Info("ATPD: serving the task pages, /healthz and /metrics", "http_addr", srv.Addr())
+	if ip := net.ParseIP(httpHost(cfg.HTTPAddr)); httpHost(cfg.HTTPAddr) == "" || ip != nil && ip.IsUnspecified() {
+		log.Warn("ATPD: the HTTP endpoint listens on all interfaces: anyone who can reach it reads every task's input, log and response, without authentication; bind it to 127.0.0.1, or put an authenticating proxy in front",
+			"http_addr", srv.Addr(), "http_allowed_hosts", strings.Join(cfg.HTTPAllowedHosts, ","))
+	}
 	return srv.Addr(), srv.Stop, nil
+}
+
+// httpHost is the host part of a host:port address.
+func httpHost(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return h
 }

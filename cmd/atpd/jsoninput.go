@@ -38,16 +38,28 @@ func jsonToPython(data []byte) (any, error) {
 	return v, nil
 }
 
+// eofText says what a bare io.EOF means inside a document: it ended too
+// early.
+func eofText(err error) error {
+	if err == io.EOF {
+		return errors.New("unexpected end of the document")
+	}
+	return err
+}
+
 func jsonValue(dec *json.Decoder, depth int) (any, error) {
 	if depth > maxJSONDepth {
 		return nil, fmt.Errorf("nested deeper than %d levels", maxJSONDepth)
 	}
 	tok, err := dec.Token()
 	if err == io.EOF {
+		if depth > 0 {
+			return nil, errors.New("unexpected end of the document")
+		}
 		return nil, errors.New("empty document")
 	}
 	if err != nil {
-		return nil, err
+		return nil, eofText(err)
 	}
 	switch t := tok.(type) {
 	case nil, bool, string:
@@ -66,13 +78,13 @@ func jsonValue(dec *json.Decoder, depth int) (any, error) {
 				list = append(list, v)
 			}
 			_, err := dec.Token() // ']'
-			return list, err
+			return list, eofText(err)
 		case '{':
 			d := pickle.NewDict()
 			for dec.More() {
 				k, err := dec.Token()
 				if err != nil {
-					return nil, err
+					return nil, eofText(err)
 				}
 				v, err := jsonValue(dec, depth+1)
 				if err != nil {
@@ -82,7 +94,7 @@ func jsonValue(dec *json.Decoder, depth int) (any, error) {
 				_ = d.Set(k.(string), v)
 			}
 			_, err := dec.Token() // '}'
-			return d, err
+			return d, eofText(err)
 		}
 	}
 	return nil, fmt.Errorf("unexpected %v", tok)

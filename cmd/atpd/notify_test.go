@@ -12,20 +12,24 @@ func TestNotifyCommand(t *testing.T) {
 	dsn := testdb.Postgres(t, testdb.Config{UseTZ: true})
 	steps := []struct {
 		args   []string
+		code   int
 		stdout string
 	}{
-		{[]string{"notify", "status"}, "is not installed"},
-		{[]string{"notify", "install"}, "installed trigger " + djangodb.NotifyTrigger},
-		{[]string{"notify", "install"}, "was already on processes_task"},
-		{[]string{"notify", "status"}, "is installed"},
-		{[]string{"notify", "remove"}, "removed trigger"},
-		{[]string{"notify", "remove"}, "nothing to remove"},
-		{[]string{"notify", "status"}, "is not installed"},
+		{[]string{"notify", "status"}, 1, "is not installed"},
+		{[]string{"notify", "status", "--json"}, 1, `"installed": false`},
+		{[]string{"notify", "install"}, 0, "installed trigger " + djangodb.NotifyTrigger},
+		{[]string{"notify", "install", "--json"}, 0, `"changed": false`},
+		{[]string{"notify", "status"}, 0, "is installed"},
+		{[]string{"notify", "status", "--json"}, 0, `"installed": true`},
+		{[]string{"notify", "remove", "--json"}, 0, `"changed": true`},
+		{[]string{"notify", "remove"}, 0, "nothing to remove"},
+		{[]string{"notify", "status"}, 1, "is not installed"},
 	}
 	for _, st := range steps {
-		code, stdout, stderr := runCLI(t, "", append(st.args, "--db", dsn)...)
-		if code != 0 || !strings.Contains(stdout, st.stdout) {
-			t.Fatalf("atpd %s: exit %d, stdout %q, stderr %q; want exit 0 and %q", strings.Join(st.args, " "), code, stdout, stderr, st.stdout)
+		// The binary: the exit status is what a script tests.
+		code, stdout, stderr := runBin(t, nil, "", append(st.args, "--db", dsn)...)
+		if code != st.code || !strings.Contains(stdout, st.stdout) {
+			t.Fatalf("atpd %s: exit %d, stdout %q, stderr %q; want exit %d and %q", strings.Join(st.args, " "), code, stdout, stderr, st.code, st.stdout)
 		}
 		if strings.Contains(stdout, "postgres://") && !strings.Contains(stdout, djangodb.RedactDSN(dsn)) {
 			t.Errorf("stdout names the database unredacted: %q", stdout)
@@ -41,7 +45,7 @@ func TestNotifyCommandErrors(t *testing.T) {
 		stderr string
 	}{
 		{"sqlite", []string{"notify", "install", "--db", testdb.SQLite(t, testdb.Config{UseTZ: true})}, 1, "only PostgreSQL has LISTEN/NOTIFY"},
-		{"no subcommand argument", []string{"notify", "install", "extra"}, 1, "unknown command"},
+		{"no subcommand argument", []string{"notify", "install", "extra"}, 2, "unknown command"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

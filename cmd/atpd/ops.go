@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -105,8 +106,45 @@ func (a *app) openOpsConfig(ctx context.Context, cfg config.Config, ignored []st
 	return &opsSession{cfg: cfg, store: store, prod: prod, log: log}, nil
 }
 
+// notFoundError is a not-found an operator can act on: which of the type,
+// the task or its response is missing. It still matches
+// djangodb.ErrNotFound.
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string { return e.msg }
+func (e *notFoundError) Unwrap() error { return djangodb.ErrNotFound }
+
+// explain turns the store's not-found for the task typ::id (id "" for a
+// type alone) into a message that says what is missing; other errors pass
+// unchanged. op names the command. The message is not found's too, which
+// the type and task names make unambiguous.
+func (s *opsSession) explain(ctx context.Context, op, typ, id string, err error) error {
+	if !errors.Is(err, djangodb.ErrNotFound) {
+		return err
+	}
+	what := op
+	if id != "" {
+		what = op + " " + djangodb.InstanceRef{Type: typ, Identifier: id}.String()
+	}
+	if _, terr := s.prod.Type(ctx, typ); errors.Is(terr, djangodb.ErrNotFound) {
+		return &notFoundError{fmt.Sprintf("%s: task type %q is not registered (atpd register adds it)", what, typ)}
+	}
+	if id == "" {
+		return err
+	}
+	in, ierr := s.prod.Task(ctx, typ, id)
+	switch {
+	case errors.Is(ierr, djangodb.ErrNotFound):
+		return &notFoundError{fmt.Sprintf("%s: no such task (atpd tasks --type %s lists the type's tasks)", what, typ)}
+	case ierr == nil && op == "response":
+		return &notFoundError{fmt.Sprintf("%s: the task (status %s) has no response", what, in.Status)}
+	}
+	return err
+}
+
 // addFormatFlags gives a command --format table|json and, unless the name
-// is taken (enqueue's --json is its input), --json as a short form.
+// is taken (by enqueue's deprecated name of --input-json), --json as a
+// short form.
 func addFormatFlags(c *cobra.Command, jsonShortcut bool) {
 	c.Flags().String("format", formatTable, "output format: table (for people) or json (for scripts)")
 	if jsonShortcut {
@@ -184,15 +222,6 @@ func timeText(t time.Time) string {
 	return t.Local().Format("2006-01-02 15:04:05.000 MST")
 }
 
-// jsonTime renders a timestamp for scripts: RFC 3339 in UTC, or null.
-func jsonTime(t time.Time) *string {
-	if t.IsZero() {
-		return nil
-	}
-	s := t.UTC().Format(time.RFC3339Nano)
-	return &s
-}
-
 // ageText renders a duration for people, rounded to what matters.
 func ageText(d time.Duration) string {
 	switch {
@@ -203,42 +232,6 @@ func ageText(d time.Duration) string {
 	default:
 		return d.Round(time.Second).String()
 	}
-}
-
-// instanceJSON is an instance as the commands print it for scripts.
-type instanceJSON struct {
-	InstanceID int64   `json:"instance_id"`
-	Type       string  `json:"type"`
-	Identifier string  `json:"identifier"`
-	Status     string  `json:"status"`
-	StatusCode int     `json:"status_code"`
-	Inserted   *string `json:"inserted"`
-	Updated    *string `json:"updated"`
-}
-
-func toInstanceJSON(in djangodb.Instance) instanceJSON {
-	return instanceJSON{
-		InstanceID: in.ID,
-		Type:       in.Type,
-		Identifier: in.Identifier,
-		Status:     in.Status.String(),
-		StatusCode: int(in.Status),
-		Inserted:   jsonTime(in.TimeInsert),
-		Updated:    jsonTime(in.TimeUpdate),
-	}
-}
-
-// typeJSON is a task type as the commands print it for scripts.
-type typeJSON struct {
-	Identifier string  `json:"identifier"`
-	Handler    string  `json:"handler"`
-	Timeout    float64 `json:"timeout"`
-	TimeRet    float64 `json:"timeret"`
-	MaxStart   int     `json:"maxstart"`
-}
-
-func toTypeJSON(t djangodb.TaskType) typeJSON {
-	return typeJSON{Identifier: t.Identifier, Handler: t.Handler, Timeout: t.Timeout, TimeRet: t.TimeRet, MaxStart: t.MaxStart}
 }
 
 // seconds renders a float number of seconds as the tracker takes them.

@@ -21,6 +21,7 @@ import (
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/compat/pickle"
 	"github.com/eoxserver/atpd/internal/testdb"
+	"github.com/eoxserver/atpd/web/schema"
 )
 
 // opsCase is one command line and what it must do.
@@ -98,13 +99,13 @@ func TestOperatorCommands(t *testing.T) {
 			const doc = `{"b": 1, "a": [1.5, null, true, "x\u00e9"], "big": 123456789012345678901234567890, "e": 1e3}`
 			db.producer("register", "PyEcho", "tools.atp_demo.handler")
 			db.producer("enqueue", "PyEcho", "ref", "--json", doc, "--protocol", "2")
-			var typ typeJSON
+			var typ schema.Type
 			var enq struct {
-				InstanceID int64  `json:"instance_id"`
+				ID         int64  `json:"id"`
 				Type       string `json:"type"`
 				Identifier string `json:"identifier"`
 			}
-			var inst instanceJSON
+			var inst schema.Task
 			var recs []struct {
 				Time       string `json:"time"`
 				Status     string `json:"status"`
@@ -117,7 +118,7 @@ func TestOperatorCommands(t *testing.T) {
 				Base64   string `json:"base64"`
 				Size     int    `json:"size"`
 			}
-			var list []instanceJSON
+			var list schema.TaskList
 			var queue struct {
 				Waiting int      `json:"waiting"`
 				Limit   int      `json:"limit"`
@@ -141,14 +142,14 @@ func TestOperatorCommands(t *testing.T) {
 					}},
 				{name: "register updates, tracker rules, json", args: []string{"register", "Other", "pkg.mod.func", "--timeout", "-5", "--timeret", "0", "--maxrestart", "-1", "--json"},
 					json: &typ, check: func(t *testing.T, _ string) {
-						want := typeJSON{Identifier: "Other", Handler: "pkg.mod.func", Timeout: 0, TimeRet: -1, MaxStart: 1}
+						want := schema.Type{Identifier: "Other", Handler: "pkg.mod.func", Timeout: 0, TimeRet: -1, MaxStart: 1}
 						if typ != want {
 							t.Errorf("register --json: %+v, want %+v", typ, want)
 						}
 					}},
 				{name: "register refuses a long identifier", args: []string{"register", strings.Repeat("x", 65), "a.b"}, code: 1,
 					stderr: []string{"64"}},
-				{name: "enqueue json", args: []string{"enqueue", "SequenceSum", "j1", "--json", "[1, 2, 3]"},
+				{name: "enqueue json", args: []string{"enqueue", "SequenceSum", "j1", "--input-json", "[1, 2, 3]"},
 					stdout: []string{"enqueued SequenceSum::j1 (instance "},
 					check: func(t *testing.T, _ string) {
 						if got := db.pyInput("SequenceSum", "j1"); got != "[1, 2, 3]" {
@@ -158,10 +159,10 @@ func TestOperatorCommands(t *testing.T) {
 							t.Errorf("status %d, want ACCEPTED", st)
 						}
 					}},
-				{name: "enqueue json from stdin as json.loads reads it", args: []string{"enqueue", "SequenceSum", "j2", "--json", "-", "--message", "from stdin", "--format", "json"},
+				{name: "enqueue json from stdin as json.loads reads it", args: []string{"enqueue", "SequenceSum", "j2", "--input-json", "-", "--message", "from stdin", "--format", "json"},
 					stdin: doc, json: &enq,
 					check: func(t *testing.T, _ string) {
-						if enq.Type != "SequenceSum" || enq.Identifier != "j2" || enq.InstanceID == 0 {
+						if enq.Type != "SequenceSum" || enq.Identifier != "j2" || enq.ID == 0 {
 							t.Errorf("enqueue --format json: %+v", enq)
 						}
 						got, want := db.pyInput("SequenceSum", "j2"), db.pyInput("PyEcho", "ref")
@@ -187,11 +188,11 @@ func TestOperatorCommands(t *testing.T) {
 							t.Errorf("Python reads input %s, want None", got)
 						}
 					}},
-				{name: "enqueue duplicate", args: []string{"enqueue", "SequenceSum", "j1", "--json", "[1]"}, code: 1,
+				{name: "enqueue duplicate", args: []string{"enqueue", "SequenceSum", "j1", "--input-json", "[1]"}, code: 1,
 					stderr: []string{"SequenceSum::j1", "already exists"}},
-				{name: "enqueue unknown type", args: []string{"enqueue", "Nope", "x", "--json", "[1]"}, code: 1,
-					stderr: []string{"Nope::x", "not found"}},
-				{name: "enqueue bad json leaves nothing", args: []string{"enqueue", "SequenceSum", "bad", "--json", "[1, "}, code: 1,
+				{name: "enqueue unknown type", args: []string{"enqueue", "Nope", "x", "--input-json", "[1]"}, code: 1,
+					stderr: []string{"Nope::x", "task type \"Nope\" is not registered"}},
+				{name: "enqueue bad json leaves nothing", args: []string{"enqueue", "SequenceSum", "bad", "--input-json", "[1, "}, code: 1,
 					stderr: []string{"SequenceSum::bad", "json input"},
 					check: func(t *testing.T, _ string) {
 						if st := db.status("SequenceSum", "bad"); st != -1 {
@@ -200,8 +201,8 @@ func TestOperatorCommands(t *testing.T) {
 					}},
 				{name: "enqueue bad pickle", args: []string{"enqueue", "SequenceSum", "bad", "--pickle-file", "-"}, stdin: "not a pickle", code: 1,
 					stderr: []string{"SequenceSum::bad", "invalid argument"}},
-				{name: "enqueue json and pickle", args: []string{"enqueue", "SequenceSum", "bad", "--json", "1", "--pickle-file", pickleFile}, code: 1,
-					stderr: []string{"exclude each other", "Usage:"}},
+				{name: "enqueue json and pickle", args: []string{"enqueue", "SequenceSum", "bad", "--input-json", "1", "--pickle-file", pickleFile}, code: 2,
+					stderr: []string{"exclude each other", "See 'atpd enqueue --help'."}},
 				{name: "status table", args: []string{"status", "SequenceSum", "j1"},
 					stdout: []string{"TYPE", "SequenceSum", "STATUS", "ACCEPTED (1)", "INSTANCE"}},
 				{name: "status json", args: []string{"status", "SequenceSum", "j1", "--json"}, json: &inst,
@@ -213,15 +214,15 @@ func TestOperatorCommands(t *testing.T) {
 						if err := json.Unmarshal(db.producer("instance", "SequenceSum", "j1"), &py); err != nil {
 							t.Fatal(err)
 						}
-						if inst.InstanceID != py.ID || inst.Status != "ACCEPTED" || inst.StatusCode != 1 || inst.Type != "SequenceSum" || inst.Identifier != "j1" {
+						if inst.ID != py.ID || inst.Status != "ACCEPTED" || inst.StatusCode != 1 || inst.Type != "SequenceSum" || inst.Identifier != "j1" {
 							t.Errorf("status --json %+v, Django's instance id %d", inst, py.ID)
 						}
-						if inst.Inserted == nil || !sameInstant(t, *inst.Inserted, py.TimeInsert, db.Cfg.TimeZone) {
-							t.Errorf("inserted %v, Django reads %s", inst.Inserted, py.TimeInsert)
+						if inst.TimeInsert == nil || inst.TimeInsert.Location() != time.UTC || !sameInstant(t, inst.TimeInsert.Format(time.RFC3339Nano), py.TimeInsert, db.Cfg.TimeZone) {
+							t.Errorf("time_insert %v, Django reads %s", inst.TimeInsert, py.TimeInsert)
 						}
 					}},
 				{name: "status of a missing task", args: []string{"status", "SequenceSum", "nope"}, code: 1,
-					stderr: []string{"SequenceSum::nope", "not found"}},
+					stderr: []string{"SequenceSum::nope", "no such task"}},
 				{name: "reference daemon runs the queue", args: []string{"queue"}, stdout: []string{"WAITING", "LIMIT"},
 					check: func(t *testing.T, _ string) {
 						// tracker.dequeueTask and the Python handler, as
@@ -279,7 +280,7 @@ func TestOperatorCommands(t *testing.T) {
 						}
 					}},
 				{name: "response of a failed task", args: []string{"response", "SequenceSum", "j2"}, code: 1,
-					stderr: []string{"SequenceSum::j2", "not found"}},
+					stderr: []string{"SequenceSum::j2", "has no response"}},
 				{name: "tasks by status", args: []string{"tasks", "--status", "finished", "--type", "SequenceSum"},
 					check: func(t *testing.T, out string) {
 						lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -289,11 +290,11 @@ func TestOperatorCommands(t *testing.T) {
 					}},
 				{name: "tasks json", args: []string{"tasks", "--json"}, json: &list,
 					check: func(t *testing.T, _ string) {
-						if len(list) != db.count("processes_instance") {
-							t.Errorf("tasks --json lists %d tasks, the table has %d", len(list), db.count("processes_instance"))
+						if len(list.Tasks) != db.count("processes_instance") || list.Total != len(list.Tasks) {
+							t.Errorf("tasks --json lists %d tasks (total %d), the table has %d", len(list.Tasks), list.Total, db.count("processes_instance"))
 						}
 						byID := map[string]string{}
-						for _, in := range list {
+						for _, in := range list.Tasks {
 							byID[in.Type+"::"+in.Identifier] = in.Status
 						}
 						want := map[string]string{"SequenceSum::j1": "FINISHED", "SequenceSum::j2": "FAILED", "PyEcho::ref": "FAILED", "Other::none": "FAILED"}
@@ -303,7 +304,7 @@ func TestOperatorCommands(t *testing.T) {
 							}
 						}
 					}},
-				{name: "tasks bad status", args: []string{"tasks", "--status", "DONE"}, code: 1, stderr: []string{"DONE", "Usage:"}},
+				{name: "tasks bad status", args: []string{"tasks", "--status", "DONE"}, code: 2, stderr: []string{"DONE", "See 'atpd tasks --help'."}},
 				{name: "queue json empty", args: []string{"queue", "--json"}, json: &queue,
 					check: func(t *testing.T, _ string) {
 						if queue.Waiting != 0 || queue.Limit != djangodb.DefaultMaxQueueSize || queue.Full || queue.Oldest != nil || queue.Age != nil {
@@ -325,7 +326,7 @@ func TestOperatorCommands(t *testing.T) {
 						}
 					}},
 				{name: "delete again", args: []string{"delete", "SequenceSum", "j1", "--json"}, stdout: []string{`"deleted": false`}},
-				{name: "delete unknown type", args: []string{"delete", "Nope", "j1"}, code: 1, stderr: []string{"Nope", "not found"}},
+				{name: "delete unknown type", args: []string{"delete", "Nope", "j1"}, code: 1, stderr: []string{"Nope", "is not registered"}},
 				{name: "unregister force", args: []string{"unregister", "SequenceSum", "--force"}, stdout: []string{"unregistered type SequenceSum"},
 					check: func(t *testing.T, _ string) {
 						if n := db.queryInt(`SELECT count(*) FROM processes_type WHERE identifier = 'SequenceSum'`); n != 0 {
@@ -385,7 +386,7 @@ func TestQueueFull(t *testing.T) {
 			}
 			db.producer("register", "SequenceSum", "tools.atp_demo.handler")
 			for i := range 2 {
-				if code, out, _ := run("enqueue", "SequenceSum", fmt.Sprint("t", i), "--json", "[1]"); code != 0 {
+				if code, out, _ := run("enqueue", "SequenceSum", fmt.Sprint("t", i), "--input-json", "[1]"); code != 0 {
 					t.Fatalf("enqueue %d: exit %d: %s", i, code, out)
 				}
 			}
@@ -396,7 +397,7 @@ func TestQueueFull(t *testing.T) {
 				code int
 				out  []string
 			}{
-				{"full", []string{"enqueue", "SequenceSum", "x", "--json", "[1]"}, exitQueueFull,
+				{"full", []string{"enqueue", "SequenceSum", "x", "--input-json", "[1]"}, exitQueueFull,
 					[]string{"SequenceSum::x", "queue full", "--wait"}},
 				{"full, json output", []string{"enqueue", "SequenceSum", "x", "--format", "json"}, exitQueueFull,
 					[]string{"queue full"}},
@@ -421,7 +422,7 @@ func TestQueueFull(t *testing.T) {
 			}
 
 			t.Run("wait succeeds when room is made", func(t *testing.T) {
-				p := startAtpd(t, "enqueue-wait", baseEnv(), args("enqueue", "SequenceSum", "w", "--json", "[2]", "--wait")...)
+				p := startAtpd(t, "enqueue-wait", baseEnv(), args("enqueue", "SequenceSum", "w", "--input-json", "[2]", "--wait")...)
 				p.waitLine(`queue full; waiting for room`, time.Minute)
 				// A daemon takes a task: tracker.dequeueTask.
 				db.producer("dequeue", "99")

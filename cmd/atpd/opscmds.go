@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -13,12 +12,12 @@ import (
 	"strconv"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/producer"
+	"github.com/eoxserver/atpd/web/schema"
 )
 
 // maxPickleRead bounds what enqueue reads as a pickle or JSON input.
@@ -61,6 +60,11 @@ func (a *app) runRegister(cmd *cobra.Command, args []string) error {
 	spec.Timeout, _ = cmd.Flags().GetFloat64("timeout")
 	spec.TimeRet, _ = cmd.Flags().GetFloat64("timeret")
 	spec.MaxRestart, _ = cmd.Flags().GetInt("maxrestart")
+	// Checked before the database is opened, so that both databases
+	// answer alike (and nothing is created for a typo).
+	if err := producer.CheckTypeLimits(spec); err != nil {
+		return &usageError{cmd: cmd, err: err}
+	}
 	s, err := a.openOps(cmd, true)
 	if err != nil {
 		return err
@@ -71,11 +75,15 @@ func (a *app) runRegister(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	if format == formatJSON {
-		return writeJSON(a.stdout, toTypeJSON(typ))
+		return writeJSON(a.stdout, schema.NewType(typ))
 	}
 	t := newTable(a.stdout)
 	t.row("TYPE", "HANDLER", "TIMEOUT", "TIMERET", "MAXSTART")
-	t.row(typ.Identifier, typ.Handler, seconds(typ.Timeout), seconds(typ.TimeRet), strconv.Itoa(typ.MaxStart))
+	timeret := seconds(typ.TimeRet)
+	if typ.TimeRet <= 0 {
+		timeret = "forever"
+	}
+	t.row(typ.Identifier, typ.Handler, seconds(typ.Timeout), timeret, strconv.Itoa(typ.MaxStart))
 	return t.flush()
 }
 
@@ -104,7 +112,7 @@ func (a *app) runUnregister(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	defer s.Close()
-	err = s.prod.UnregisterType(cmd.Context(), args[0], force)
+	err = s.explain(cmd.Context(), "unregister", args[0], "", s.prod.UnregisterType(cmd.Context(), args[0], force))
 	if errors.Is(err, djangodb.ErrProtected) {
 		return fmt.Errorf("%w; use --force to delete the type's tasks as well", err)
 	}
@@ -120,16 +128,18 @@ func (a *app) runUnregister(cmd *cobra.Command, args []string) error {
 
 func (a *app) enqueueCommand() *cobra.Command {
 	c := setupCommand(&cobra.Command{
-		Use:   "enqueue TYPE ID [--json INPUT | --pickle-file FILE] [--wait]",
+		Use:   "enqueue TYPE ID [--input-json INPUT | --pickle-file FILE] [--wait]",
 		Short: "Queue a task",
 		Long: `enqueue is tracker.enqueueTask: it queues the task ID of type TYPE with its
 input, which the handler receives as a Python object.
 
---json INPUT gives the input as JSON, converted as Python's json.loads would
+--input-json INPUT gives the input as JSON, converted as Python's json.loads would
 (objects become dicts, arrays lists, 1 an int, 1.0 a float) and pickled with
 protocol 2, which Python 2 and 3 handlers both read; "-" reads the JSON from
 standard input. --pickle-file FILE takes a pickle made elsewhere (any
 protocol, "-" for standard input) as it is. Without either, the input is None.
+(--json INPUT is the old, deprecated name of --input-json; on every other
+command --json selects JSON output, which enqueue gives with --format json.)
 
 When the queue already holds its maximum of waiting tasks (--max-queue-size,
 the tracker's MAX_QUEUE_SIZE), enqueue fails with exit status 75 (EX_TEMPFAIL);
@@ -141,7 +151,11 @@ listening (the default, --listen) runs it at once rather than at its next
 poll; Python producers need the trigger of atpd notify install for that.`,
 		RunE: a.runEnqueue,
 	}, cobra.ExactArgs(2))
-	c.Flags().String("json", "", `task input as JSON ("-": read it from standard input)`)
+	c.Flags().String("input-json", "", `task input as JSON ("-": read it from standard input)`)
+	// The old name, which --json's meaning elsewhere (JSON output) made a
+	// trap; it still works, with a warning.
+	c.Flags().String("json", "", "deprecated name of --input-json")
+	_ = c.Flags().MarkHidden("json")
 	c.Flags().String("pickle-file", "", `file holding the task input as a pickle ("-": standard input)`)
 	c.Flags().String("message", "", "message of the task's first log record")
 	c.Flags().Bool("wait", false, "when the queue is full, retry with backoff until there is room")
@@ -160,8 +174,20 @@ func (a *app) runEnqueue(cmd *cobra.Command, args []string) error {
 	message, _ := fl.GetString("message")
 	wait, _ := fl.GetBool("wait")
 	waitTimeout, _ := fl.GetDuration("wait-timeout")
-	if fl.Changed("json") && fl.Changed("pickle-file") {
-		return &usageError{cmd: cmd, err: errors.New("--json and --pickle-file exclude each other")}
+	inputFlag := "input-json"
+	if fl.Changed("json") {
+		if fl.Changed("input-json") {
+			return &usageError{cmd: cmd, err: errors.New("--json is the deprecated name of --input-json; give only --input-json")}
+		}
+		inputFlag = "json"
+		// On stderr: stdout may be a script's JSON.
+		fmt.Fprintln(a.stderr, "atpd: warning: enqueue --json is deprecated, use --input-json for the task input (--format json selects JSON output)")
+	}
+	if fl.Changed(inputFlag) && fl.Changed("pickle-file") {
+		return &usageError{cmd: cmd, err: fmt.Errorf("--%s and --pickle-file exclude each other", inputFlag)}
+	}
+	if waitTimeout < 0 {
+		return &usageError{cmd: cmd, err: fmt.Errorf("--wait-timeout %v is negative (0: wait as long as it takes)", waitTimeout)}
 	}
 	if fl.Changed("wait-timeout") && !wait {
 		return &usageError{cmd: cmd, err: errors.New("--wait-timeout needs --wait")}
@@ -174,8 +200,8 @@ func (a *app) runEnqueue(cmd *cobra.Command, args []string) error {
 		rawPickle []byte
 	)
 	switch {
-	case fl.Changed("json"):
-		text, _ := fl.GetString("json")
+	case fl.Changed(inputFlag):
+		text, _ := fl.GetString(inputFlag)
 		data := []byte(text)
 		if text == "-" {
 			if data, err = a.readInput("standard input"); err != nil {
@@ -212,10 +238,10 @@ func (a *app) runEnqueue(cmd *cobra.Command, args []string) error {
 		})
 	}
 	if err != nil {
-		return err
+		return s.explain(ctx, "enqueue", typ, id, err)
 	}
 	if format == formatJSON {
-		return writeJSON(a.stdout, map[string]any{"instance_id": n, "type": typ, "identifier": id})
+		return writeJSON(a.stdout, schema.Enqueued{ID: n, Type: typ, Identifier: id})
 	}
 	_, err = fmt.Fprintf(a.stdout, "enqueued %s::%s (instance %d)\n", cell(typ), cell(id), n)
 	return err
@@ -314,10 +340,10 @@ func (a *app) runStatus(cmd *cobra.Command, args []string) error {
 	defer s.Close()
 	in, err := s.prod.Task(cmd.Context(), args[0], args[1])
 	if err != nil {
-		return err
+		return s.explain(cmd.Context(), "status", args[0], args[1], err)
 	}
 	if format == formatJSON {
-		return writeJSON(a.stdout, toInstanceJSON(in))
+		return writeJSON(a.stdout, schema.NewTask(in))
 	}
 	t := newTable(a.stdout)
 	t.row("TYPE", in.Type)
@@ -348,20 +374,10 @@ func (a *app) runLog(cmd *cobra.Command, args []string) error {
 	defer s.Close()
 	recs, err := s.prod.Log(cmd.Context(), args[0], args[1])
 	if err != nil {
-		return err
+		return s.explain(cmd.Context(), "log", args[0], args[1], err)
 	}
 	if format == formatJSON {
-		type recJSON struct {
-			Time       *string `json:"time"`
-			Status     string  `json:"status"`
-			StatusCode int     `json:"status_code"`
-			Message    string  `json:"message"`
-		}
-		out := make([]recJSON, len(recs))
-		for i, r := range recs {
-			out[i] = recJSON{Time: jsonTime(r.Time), Status: r.Status.String(), StatusCode: int(r.Status), Message: r.Message}
-		}
-		return writeJSON(a.stdout, out)
+		return writeJSON(a.stdout, schema.NewLog(recs))
 	}
 	t := newTable(a.stdout)
 	t.row("TIME", "STATUS", "MESSAGE")
@@ -403,17 +419,10 @@ func (a *app) runResponse(cmd *cobra.Command, args []string) error {
 	defer s.Close()
 	r, err := s.prod.Response(cmd.Context(), args[0], args[1])
 	if err != nil {
-		return err
+		return s.explain(cmd.Context(), "response", args[0], args[1], err)
 	}
 	if format == formatJSON {
-		v := map[string]any{
-			"type": args[0], "identifier": args[1], "mime_type": r.MimeType,
-			"size": len(r.Data), "base64": base64.StdEncoding.EncodeToString(r.Data),
-		}
-		if utf8.Valid(r.Data) {
-			v["text"] = string(r.Data)
-		}
-		return writeJSON(a.stdout, v)
+		return writeJSON(a.stdout, schema.NewResponse(args[0], args[1], r))
 	}
 	if out == "" {
 		if _, err := a.stdout.Write(r.Data); err != nil {
@@ -478,7 +487,7 @@ func (a *app) runDelete(cmd *cobra.Command, args []string) error {
 	defer s.Close()
 	existed, err := s.prod.Delete(cmd.Context(), args[0], args[1])
 	if err != nil {
-		return err
+		return s.explain(cmd.Context(), "delete", args[0], args[1], err)
 	}
 	if format == formatJSON {
 		return writeJSON(a.stdout, map[string]any{"type": args[0], "identifier": args[1], "deleted": existed})
@@ -529,14 +538,33 @@ func (a *app) runTasks(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer s.Close()
+	if f.Type != "" {
+		// An unknown type is an error, as in /api/tasks?type=, not an
+		// empty list that hides a typo.
+		if _, err := s.prod.Type(cmd.Context(), f.Type); err != nil {
+			return s.explain(cmd.Context(), "tasks", f.Type, "", err)
+		}
+	}
+	// The whole selection is read, so that --json can say how many
+	// tasks it has (total), as /api/tasks does; retention keeps it small.
+	limit := f.Limit
+	f.Limit = 0
 	list, err := s.prod.Tasks(cmd.Context(), f)
 	if err != nil {
 		return err
 	}
+	total := len(list)
+	if limit > 0 && len(list) > limit {
+		list = list[:limit]
+	}
 	if format == formatJSON {
-		out := make([]instanceJSON, len(list))
+		out := schema.TaskList{Type: f.Type, Total: total, Limit: limit, Tasks: make([]schema.Task, len(list))}
+		if f.Status != nil {
+			st := f.Status.String()
+			out.Status = &st
+		}
 		for i, in := range list {
-			out[i] = toInstanceJSON(in)
+			out.Tasks[i] = schema.NewTask(in)
 		}
 		return writeJSON(a.stdout, out)
 	}
@@ -572,11 +600,7 @@ func (a *app) runQueue(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	if format == formatJSON {
-		v := map[string]any{"waiting": q.Waiting, "limit": q.Limit, "full": q.Full(), "oldest": jsonTime(q.Oldest), "oldest_age_seconds": nil}
-		if !q.Oldest.IsZero() {
-			v["oldest_age_seconds"] = q.Age.Seconds()
-		}
-		return writeJSON(a.stdout, v)
+		return writeJSON(a.stdout, schema.NewQueue(djangodb.QueueStats{Waiting: q.Waiting, Max: q.Limit, Oldest: q.Oldest}, time.Now()))
 	}
 	t := newTable(a.stdout)
 	full := ""

@@ -13,6 +13,7 @@ import (
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/config"
 	"github.com/eoxserver/atpd/daemon"
+	"github.com/eoxserver/atpd/internal/buildinfo"
 )
 
 // runDaemon is the root command: start-up, the task loop, and shutdown on
@@ -70,6 +71,7 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 
 	host, _ := os.Hostname()
 	log.Info("ATPD Asynchronous Task Processing Daemon is starting")
+	log.Info("ATPD: version=" + buildinfo.Get().String())
 	log.Info(fmt.Sprintf("ATPD: id=%s (%d)", sid, id))
 	log.Info("ATPD: hostname=" + host)
 	log.Info(fmt.Sprintf("ATPD: pid=%d", os.Getpid()))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,7 +33,7 @@ func loadConfig(ctx context.Context, cmd *cobra.Command) (config.Config, []strin
 func loadConfigAdjusted(ctx context.Context, cmd *cobra.Command, adjust func(*config.Config)) (config.Config, []string, error) {
 	cfg, err := config.Load(cmd.Flags())
 	if err != nil {
-		return cfg, nil, err
+		return cfg, nil, flagMistake(cmd, cfg, err)
 	}
 	if adjust != nil {
 		adjust(&cfg)
@@ -40,7 +41,7 @@ func loadConfigAdjusted(ctx context.Context, cmd *cobra.Command, adjust func(*co
 	// Validate before running Python, so that a typo in -s is reported as
 	// such rather than as an import error.
 	if err := cfg.Validate(); err != nil {
-		return cfg, nil, err
+		return cfg, nil, flagMistake(cmd, cfg, err)
 	}
 	_, ignored, err := cfg.ApplyDjango(ctx)
 	if err != nil {
@@ -50,6 +51,25 @@ func loadConfigAdjusted(ctx context.Context, cmd *cobra.Command, adjust func(*co
 		return cfg, nil, fmt.Errorf("after reading Django settings %s: %w", cfg.Settings, err)
 	}
 	return cfg, ignored, nil
+}
+
+// flagMistake makes a configuration error a usage error when a setting
+// given on the command line is at fault; a bad file or environment
+// variable stays a configuration error.
+func flagMistake(cmd *cobra.Command, cfg config.Config, err error) error {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		var fe *config.FieldError
+		if errors.As(e, &fe) && (cfg.Source(fe.Field) == config.SourceFlag || strings.HasPrefix(fe.Reason, "from flag")) {
+			return &usageError{cmd: cmd, err: err}
+		}
+	}
+	return err
 }
 
 func newLogger(w io.Writer, cfg config.Config, serverID string) (*slog.Logger, error) {
@@ -77,7 +97,7 @@ func openDB(ctx context.Context, cfg config.Config) (djangodb.Store, error) {
 	}
 	store, err := djangodb.Open(ctx, cfg.DB, opts)
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", djangodb.RedactDSN(cfg.DB), err)
+		return nil, dbError("open database", djangodb.RedactDSN(cfg.DB), err)
 	}
 	return store, nil
 }
@@ -95,7 +115,7 @@ func openStoreMigrating(ctx context.Context, cfg config.Config, log *slog.Logger
 		created, err := store.Migrate(ctx)
 		if err != nil {
 			store.Close()
-			return nil, fmt.Errorf("migrate database %s: %w", store.Describe(), err)
+			return nil, dbError("migrate database", store.Describe(), err)
 		}
 		if created {
 			log.Info("ATPD: created the ATP tables", "database", store.Describe())
@@ -104,7 +124,7 @@ func openStoreMigrating(ctx context.Context, cfg config.Config, log *slog.Logger
 	}
 	if err := store.Ping(ctx); err != nil {
 		store.Close()
-		return nil, fmt.Errorf("connect to database %s: %w", store.Describe(), err)
+		return nil, dbError("connect to database", store.Describe(), err)
 	}
 	// A database without the tables would fail every poll; say so once.
 	if _, err := store.QueueStats(ctx); err != nil {
@@ -112,6 +132,15 @@ func openStoreMigrating(ctx context.Context, cfg config.Config, log *slog.Logger
 		return nil, fmt.Errorf("database %s: cannot read the task queue (are the ATP tables there? run `atpd migrate` or Django's migrate): %w", store.Describe(), err)
 	}
 	return store, nil
+}
+
+// dbError says what failed on which database, naming the database only
+// when err does not already: one DSN per message.
+func dbError(what, db string, err error) error {
+	if strings.Contains(err.Error(), db) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s %s: %w", what, db, err)
 }
 
 // journalModer is implemented by SQLite stores.

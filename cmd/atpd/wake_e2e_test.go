@@ -48,7 +48,7 @@ func TestEnqueueWakesListeningDaemon(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, atpdBin, append([]string{"enqueue", "SequenceSum", "loud", "--json", "[1, 2, 3]"}, db.dbArgs()...)...)
+	cmd := exec.CommandContext(ctx, atpdBin, append([]string{"enqueue", "SequenceSum", "loud", "--input-json", "[1, 2, 3]"}, db.dbArgs()...)...)
 	cmd.Env, cmd.Dir = baseEnv(), t.TempDir()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
