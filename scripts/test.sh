@@ -41,7 +41,7 @@ gobin=$(go env GOBIN)
 # package runs once, without it. -count=1: the tests read Python and
 # migration files through subprocesses, which Go's test cache does not
 # track.
-race_pkgs=(./daemon/ ./compat/djangodb/... ./pyhandlers/ ./web/ ./cmd/atpd/)
+race_pkgs=(./daemon/ ./compat/djangodb/... ./pyhandlers/ ./web/ ./atpdcmd/)
 mapfile -t other_pkgs < <(comm -23 <(go list ./... | sort) <(go list "${race_pkgs[@]}" | sort))
 go test -count=1 -timeout 30m "$@" "${other_pkgs[@]}"
 go test -count=1 -race -timeout 30m "$@" "${race_pkgs[@]}"

@@ -2,18 +2,18 @@
 // replacement for asyncProcServer.py / eoxserver-atpd.py working on the same
 // Django tables. `atpd -s SETTINGS -p DIR -n 4` runs the daemon exactly where
 // `asyncProcServer.py -s SETTINGS -p DIR -n 4` ran; the sub-commands migrate
-// and inspect the database. See `atpd -h`.
+// and inspect the database. See `atpd -h`. The command line lives in
+// package atpdcmd, so that a deployment can build its own atpd with its
+// own Go handlers.
 package main
 
 import (
 	"context"
 	"os"
 
-	// Time zones must load on hosts without a zoneinfo database (minimal
-	// containers): Django's TIME_ZONE decides how SQLite rows are written.
-	_ "time/tzdata"
+	"github.com/eoxserver/atpd/atpdcmd"
 )
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(atpdcmd.Main(context.Background(), os.Args[1:]))
 }

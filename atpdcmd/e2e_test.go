@@ -1,4 +1,4 @@
-package main
+package atpdcmd
 
 // End-to-end tests: the real atpd binary against databases made by Django's
 // migrate, with tasks enqueued by the Python producer API (integration/

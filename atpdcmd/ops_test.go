@@ -1,4 +1,4 @@
-package main
+package atpdcmd
 
 // Tests of the operator commands (register ... queue) against databases
 // Django migrated, with what they write read back by the Python producer

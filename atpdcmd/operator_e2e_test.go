@@ -1,4 +1,4 @@
-package main
+package atpdcmd
 
 // Tests of the operator-facing surface through the built binary: version,
 // usage errors, validation, flag names, JSON schemas and messages, as an

@@ -1,4 +1,4 @@
-package main
+package atpdcmd
 
 import (
 	"encoding/json"
@@ -18,7 +18,7 @@ import (
 var atpdBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(e2e.MainWithAtpd(m, "e2e", ".", ".", &atpdBin))
+	os.Exit(e2e.MainWithAtpd(m, "e2e", "..", "./cmd/atpd", &atpdBin))
 }
 
 // atpdProc is one running daemon process.
