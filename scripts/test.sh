@@ -45,3 +45,16 @@ race_pkgs=(./daemon/ ./compat/djangodb/... ./pyhandlers/ ./web/ ./atpdcmd/)
 mapfile -t other_pkgs < <(comm -23 <(go list ./... | sort) <(go list "${race_pkgs[@]}" | sort))
 go test -count=1 -timeout 30m "$@" "${other_pkgs[@]}"
 go test -count=1 -race -timeout 30m "$@" "${race_pkgs[@]}"
+
+# The example of a deployment's own atpd (examples/gohandler, a module of
+# its own): tidy, vetted, built and run end to end.
+(
+	cd examples/gohandler
+	if ! go mod tidy -diff; then
+		echo 'test: examples/gohandler: go.mod or go.sum is not tidy' >&2
+		exit 1
+	fi
+	go vet ./...
+	"${gobin:-$(go env GOPATH)/bin}/staticcheck" ./...
+	go test -count=1 -timeout 10m ./...
+)
