@@ -153,7 +153,7 @@ func (a *app) runDemo(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer store.Close()
-	ex, stopExecutor, err := buildExecutor(ctx, cfg, log, true)
+	ex, stopExecutor, err := buildExecutor(ctx, cfg, log, true, nil)
 	if err != nil {
 		return err
 	}

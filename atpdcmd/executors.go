@@ -12,6 +12,7 @@ import (
 	"github.com/eoxserver/atpd/executor"
 	"github.com/eoxserver/atpd/gohandlers"
 	"github.com/eoxserver/atpd/pyhandlers"
+	"github.com/eoxserver/atpd/shadow"
 )
 
 // buildExecutor assembles the router: Go handlers first, then the
@@ -19,7 +20,11 @@ import (
 // as the reference daemon ran every handler in Python. The returned stop
 // function ends the worker processes. With lazyPython the CPython workers
 // start only when a task needs one (atpd demo, whose tasks run in Go).
-func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger, lazyPython bool) (executor.Executor, func(), error) {
+//
+// Paths in cfg.Shadow run in shadow mode (package shadow): their Python
+// handler for real and their Go port beside it; compared, when not nil, is
+// told of every comparison.
+func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger, lazyPython bool, compared func(path string, match bool)) (executor.Executor, func(), error) {
 	goHandlers := gohandlers.Default
 	goHandlers.SetLogger(log)
 
@@ -68,8 +73,21 @@ func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger, laz
 		return nil, nil, err
 	}
 	var ex executor.Executor = router
+	if len(cfg.Shadow) > 0 {
+		paths := make(map[string]bool, len(cfg.Shadow))
+		for _, p := range cfg.Shadow {
+			paths[p] = true
+		}
+		sh := &shadow.Executor{Primary: cpython, Ports: goHandlers, Paths: paths, Next: router, Compared: compared, Logger: log}
+		if err := sh.Validate(); err != nil {
+			cpython.Stop()
+			return nil, nil, err
+		}
+		log.Info("ATPD: shadow mode: Python handlers run for real, their Go ports beside them writing nothing", "paths", cfg.Shadow)
+		ex = sh
+	}
 	if len(cfg.AllowHandlers) > 0 {
-		ex = &allowList{next: router, allow: cfg.AllowHandlers}
+		ex = &allowList{next: ex, allow: cfg.AllowHandlers}
 	}
 	return ex, cpython.Stop, nil
 }

@@ -25,6 +25,13 @@ type webMetrics struct {
 	daemon   *web.Metrics
 }
 
+// shadowCompared counts a shadow-mode comparison; a nil m counts nothing.
+func (m *webMetrics) shadowCompared(path string, match bool) {
+	if m != nil {
+		m.daemon.ShadowCompared(path, match)
+	}
+}
+
 // newWebMetrics returns the metrics for cfg, or nil when nothing is
 // served.
 func newWebMetrics(cfg config.Config) (*webMetrics, error) {

@@ -94,16 +94,16 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 	}
 	defer store.Close()
 	logJournalMode(startCtx, store, cfg, log)
-	ex, stopExecutor, err := buildExecutor(startCtx, cfg, log, false)
+	metrics, err := newWebMetrics(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	ex, stopExecutor, err := buildExecutor(startCtx, cfg, log, false, metrics.shadowCompared)
 	if err != nil {
 		return fail(err)
 	}
 	defer stopExecutor()
 
-	metrics, err := newWebMetrics(cfg)
-	if err != nil {
-		return fail(err)
-	}
 	d, err := daemon.New(store, ex, daemonConfig(cfg, id, metrics, log))
 	if err != nil {
 		return fail(err)

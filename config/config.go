@@ -141,6 +141,11 @@ type Config struct {
 	// AllowHandlers, when not empty, restricts the dotted paths (or
 	// prefixes ending in ".") atpd will run.
 	AllowHandlers []string
+	// Shadow lists handler paths run in shadow mode: the Python handler
+	// runs for real and the path's Go port beside it on the same input,
+	// writing nothing; differences are logged and counted. Each path
+	// needs a Go port.
+	Shadow []string
 	// HTTPAddr is the host:port of the metrics/health endpoint; "" disables.
 	HTTPAddr string
 	// HTTPAllowedHosts are the host names (Host headers) the HTTP
@@ -303,6 +308,11 @@ func (c Config) Validate() error {
 	for _, path := range c.AllowHandlers {
 		if !pathPattern.MatchString(path) {
 			bad(KeyAllowHandlers, "%q is not a dotted path nor a prefix ending in \".\"", path)
+		}
+	}
+	for _, path := range c.Shadow {
+		if !pathPattern.MatchString(path) || strings.HasSuffix(path, ".") {
+			bad(KeyShadow, "%q is not a dotted path", path)
 		}
 	}
 	if c.HTTPAddr != "" {

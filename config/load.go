@@ -33,6 +33,7 @@ const (
 	KeyTimeZone          = "time_zone"
 	KeyExecutors         = "executors"
 	KeyAllowHandlers     = "allow_handlers"
+	KeyShadow            = "shadow"
 	KeyHTTPAddr          = "http_addr"
 	KeyHTTPAllowedHosts  = "http_allowed_hosts"
 	KeyMaxTasksPerWorker = "max_tasks_per_worker"
@@ -95,6 +96,7 @@ var settings = []setting{
 	{KeyDrainTimeout, "drain-timeout", "", kindDuration, true, "how long SIGINT lets running tasks finish before aborting them (0: until their timeout)", func(c *Config) any { return &c.DrainTimeout }},
 	{KeyExecutors, "executor", "", kindRules, true, "PATH=EXECUTOR: run the handler PATH (or prefix ending in \".\") with cpython, embedded or go (repeatable)", func(c *Config) any { return &c.Executors }},
 	{KeyAllowHandlers, "allow-handler", "", kindList, true, "only run handlers with this dotted path or prefix ending in \".\" (repeatable, or comma-separated; also --allow-handlers)", func(c *Config) any { return &c.AllowHandlers }},
+	{KeyShadow, "shadow", "", kindList, true, "run the Python handler of this dotted path for real and its Go port beside it, writing nothing, and log and count where they differ (repeatable)", func(c *Config) any { return &c.Shadow }},
 	{KeyHTTPAddr, "http-addr", "", kindString, true, "host:port of the metrics and health endpoint (empty: off)", func(c *Config) any { return &c.HTTPAddr }},
 	{KeyHTTPAllowedHosts, "http-allowed-hosts", "", kindList, true, "host names the HTTP endpoint answers besides IP addresses, localhost and the --http-addr host: NAME, .DOMAIN (it and its subdomains) or * (repeatable, or comma-separated)", func(c *Config) any { return &c.HTTPAllowedHosts }},
 	{KeyMaxTasksPerWorker, "max-tasks-per-worker", "", kindInt, true, "restart a Python worker process after this many tasks (0: never)", func(c *Config) any { return &c.MaxTasksPerWorker }},

@@ -30,6 +30,7 @@ type Metrics struct {
 	workers    prometheus.Gauge
 	discarded  *prometheus.CounterVec
 	abandoned  prometheus.Gauge
+	shadow     *prometheus.CounterVec
 
 	seen sync.Map // task types whose series exist, string -> struct{}
 }
@@ -63,6 +64,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: namespace, Name: "outcomes_discarded_total",
 			Help: "Writes of a run dropped because the run no longer owned its task (re-enqueued, started again, ended by someone else), by task type and reason.",
 		}, []string{"type", "reason"}),
+		shadow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "shadow_runs_total",
+			Help: "Shadow-mode comparisons of a Python handler's records with its Go port's, by handler path and result (match, mismatch).",
+		}, []string{"handler", "result"}),
 		abandoned: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "handlers_abandoned",
 			Help: "Go handlers that ignored cancellation and still run; their tasks are not run again by this daemon until they return.",
@@ -75,7 +80,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
 	})
 	build.Set(1)
-	for _, c := range []prometheus.Collector{m.started, m.finished, m.failed, m.reenqueued, m.runtime, m.busy, m.workers, m.discarded, m.abandoned, build} {
+	for _, c := range []prometheus.Collector{m.started, m.finished, m.failed, m.reenqueued, m.runtime, m.busy, m.workers, m.discarded, m.abandoned, m.shadow, build} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("web: register metrics: %w", err)
 		}
@@ -161,6 +166,18 @@ func (m *Metrics) OutcomeDiscarded(typ, reason string) {
 	if m != nil {
 		m.discarded.WithLabelValues(typ, reason).Inc()
 	}
+}
+
+// ShadowCompared counts one shadow-mode comparison of path.
+func (m *Metrics) ShadowCompared(path string, match bool) {
+	if m == nil {
+		return
+	}
+	result := "mismatch"
+	if match {
+		result = "match"
+	}
+	m.shadow.WithLabelValues(path, result).Inc()
 }
 
 // SetAbandoned sets the number of abandoned handlers still running.
