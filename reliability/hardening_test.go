@@ -116,29 +116,32 @@ INSTALLED_APPS = []
 		// want is a line atpd must print, so that the test knows it saw
 		// the failure it meant to cause.
 		want string
+		// code is the exit status: 1 for a start-up failure, 2 for a
+		// value the configuration check refuses (a usage error).
+		code int
 	}{
 		{"refused connection, password in the URL", func(t *testing.T) []string {
 			return []string{"--db", fmt.Sprintf("postgres://atpd:%s@127.0.0.1:%d/atpd", secret, dead)}
-		}, `connection refused`},
+		}, `connection refused`, 1},
 		{"password in the query string", func(t *testing.T) []string {
 			return []string{"--db", fmt.Sprintf("postgres://127.0.0.1:%d/atpd?user=atpd&password=%s", dead, secret)}
-		}, `connection refused`},
+		}, `connection refused`, 1},
 		{"key=value connection string (refused by the config check)", func(t *testing.T) []string {
 			return []string{"--db", fmt.Sprintf("host=127.0.0.1 port=%d user=atpd password=%s", dead, secret)}
-		}, `is not postgres://`},
+		}, `is not postgres://`, 2},
 		{"django settings PASSWORD", func(t *testing.T) []string {
 			return []string{"-s", "pwsettings", "-p", settingsDir, "--python", testdb.Python(t)}
-		}, `connection refused`},
+		}, `connection refused`, 1},
 		{"wrong password", func(t *testing.T) []string {
 			return []string{"--db", cluster.urlWith(secret+"-wrong", "postgres")}
-		}, `password authentication failed`},
+		}, `password authentication failed`, 1},
 	}
 	for _, format := range []string{"text", "json"} {
 		for _, c := range cases {
 			t.Run(format+"/"+c.name, func(t *testing.T) {
 				p := startProc(t, "atpd", t.TempDir(), baseEnv(), atpdBin, append(c.args(t), "--log-format", format)...)
-				if code := p.Wait(time.Minute); code != 1 {
-					t.Errorf("exit code %d, want 1 (start-up failure)", code)
+				if code := p.Wait(time.Minute); code != c.code {
+					t.Errorf("exit code %d, want %d", code, c.code)
 				}
 				p.WaitLine(c.want, time.Second)
 				checkNoSecret(t, p, secret)
