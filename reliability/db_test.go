@@ -328,6 +328,18 @@ func (l *ledger) input(sleep float64) string {
 	return text
 }
 
+// inputUntil is input(sleep) whose sleep ends early once the file gate
+// exists, so that a test acts while the handler runs, however slow the
+// machine, and then lets it go on.
+func (l *ledger) inputUntil(sleep float64, gate string) string {
+	l.t.Helper()
+	text, err := pickle.Encode(map[string]any{"ledger": l.path, "sleep": sleep, "until": gate})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return text
+}
+
 // ledgerCounts is what a ledger says: executions per instance and per
 // daemon tag.
 type ledgerCounts struct {

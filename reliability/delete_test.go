@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -235,13 +237,18 @@ func TestProducerDeletesRunningPythonTask(t *testing.T) {
 	db := newDB(t, pgUTC)
 	led := newLedger(t)
 	db.register("Ledger", ledgerHandler, 60, 2)
-	db.bulkEnqueue("Ledger", "slow", 1, led.input(2))
+	gate := filepath.Join(t.TempDir(), "gate")
+	db.bulkEnqueue("Ledger", "slow", 1, led.inputUntil(50, gate))
 	id := db.instanceID("Ledger", "slow1")
 	a := db.startAtpd("atpd", "atpd", "-n", "1")
 	waitFor(t, time.Minute, func() string { return "the handler to write its ledger line" }, func() bool {
 		return led.read().lines == 1
 	})
 	db.deleteTask("Ledger", "slow1")
+	// The handler goes on (and stores its response) only now.
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	a.WaitLine(`was deleted while it ran`, time.Minute)
 	db.bulkEnqueue("Ledger", "next", 1, led.input(0))
 	db.waitFinished(1, time.Minute)

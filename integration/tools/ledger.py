@@ -7,6 +7,8 @@ Registered as "tools.ledger.handler". The input is a dict:
 
   ledger   path of the ledger file (required)
   sleep    seconds to spend after writing the line (default 0)
+  until    path of a file whose creation ends the sleep early (a gate the
+           test opens once it has done what it does while the handler runs)
   respond  store the instance id as a text/plain response (default True)
 
 A line is "<instance id> <tag> <pid>\\n", written with one write(2) on a
@@ -18,7 +20,7 @@ import os
 import time
 
 
-def _sleep_while_parent_lives(seconds):
+def _sleep_while_parent_lives(seconds, until=None):
     # A daemon killed with SIGKILL cannot stop its worker processes; a
     # worker whose parent is gone ends instead of finishing a long sleep.
     parent = os.getppid()
@@ -26,6 +28,8 @@ def _sleep_while_parent_lives(seconds):
     while time.time() < end:
         if os.getppid() != parent:
             os._exit(0)
+        if until and os.path.exists(until):
+            return
         time.sleep(min(0.02, max(0.0, end - time.time())))
 
 
@@ -38,7 +42,7 @@ def handler(taskStatus, input):
         os.close(fd)
     sleep = float(input.get("sleep", 0))
     if sleep > 0:
-        _sleep_while_parent_lives(sleep)
+        _sleep_while_parent_lives(sleep, input.get("until"))
     if input.get("respond", True):
         taskStatus.storeResponse(str(taskStatus.task_id), "text/plain")
 
