@@ -230,7 +230,7 @@ func TestDaemonWithoutPython(t *testing.T) {
 				p.waitLine(`start-up failed.*python`, time.Second)
 				return
 			}
-			p.waitLine(`WARNING: ATPD: python handlers unavailable`, startTimeout)
+			p.waitLine(`ATPD: started`, startTimeout)
 			db.waitStatus("SequenceSum", "go", djangodb.Finished, time.Minute)
 			// A task that needs Python fails saying why, and the daemon
 			// carries on.
@@ -355,5 +355,33 @@ func TestHTTPFlagConflict(t *testing.T) {
 	}
 	if _, err := os.Stat("atpd.sqlite3"); err == nil {
 		t.Errorf("a refused start created ./atpd.sqlite3")
+	}
+}
+
+// TestPythonStartsOnDemand: a daemon whose tasks have Go handlers starts
+// no CPython worker; the first task that needs Python starts them, and it
+// runs.
+func TestPythonStartsOnDemand(t *testing.T) {
+	db := newE2EDB(t, sqliteUTC)
+	db.batch(
+		[]string{"register", "SequenceSum", gohandlers.DemoPath},
+		[]string{"register", "Py", "tools.ledger.other"},
+		[]string{"enqueue", "SequenceSum", "go", "--literal", "(1, 2, 3)"},
+	)
+	ledger := filepath.Join(t.TempDir(), "ledger")
+	// No --python nor -p: nothing asks for Python up front (the handlers'
+	// directory comes through PYTHONPATH, which the workers inherit).
+	env := append(baseEnv(), "PYTHONPATH="+db.dir)
+	p := startAtpd(t, "ondemand", env, append(db.dbArgs(), "--poll-interval", "20ms", "-n", "2")...)
+	db.waitStatus("SequenceSum", "go", djangodb.Finished, time.Minute)
+	if lines := p.Grep(`python worker started`); len(lines) != 0 {
+		t.Errorf("a CPython worker started for Go tasks: %v", lines)
+	}
+	db.producer("enqueue", "Py", "py", "--literal", fmt.Sprintf("{'ledger': %q}", ledger))
+	db.waitStatus("Py", "py", djangodb.Finished, time.Minute)
+	p.waitLine(`python worker started`, time.Second)
+	p.signal(syscall.SIGINT)
+	if code := p.wait(exitTimeout); code != 0 {
+		t.Errorf("exit %d after SIGINT", code)
 	}
 }

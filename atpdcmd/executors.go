@@ -2,6 +2,7 @@ package atpdcmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -18,8 +19,9 @@ import (
 // buildExecutor assembles the router: Go handlers first, then the
 // configured routes, then CPython worker processes for every other path,
 // as the reference daemon ran every handler in Python. The returned stop
-// function ends the worker processes. With lazyPython the CPython workers
-// start only when a task needs one (atpd demo, whose tasks run in Go).
+// function ends the worker processes. CPython workers start when a task
+// needs one, or at once in the background when the configuration asks
+// for Python (unless lazyPython: atpd demo, whose tasks run in Go).
 //
 // Paths in cfg.Shadow run in shadow mode (package shadow): their Python
 // handler for real and their Go port beside it; compared, when not nil, is
@@ -40,23 +42,24 @@ func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger, laz
 	if err != nil {
 		return nil, nil, fmt.Errorf("embedded python handlers: %w", err)
 	}
-	var cpython interface {
-		executor.Executor
-		Stop()
-	}
-	if lazyPython {
-		cpython = &lazyPool{cfg: pyCfg, log: log}
-	} else if pool, err := startPool(ctx, pyCfg); err == nil {
-		cpython = pool
-	} else {
-		if pythonRequired(cfg) {
+	// No CPython worker starts before a task needs one: a daemon whose
+	// tasks all have Go handlers stays small and runs them at once. When
+	// the configuration asks for Python, the interpreter must exist (or
+	// start-up fails), and the workers start in the background at once,
+	// so that Python tasks wait for them while Go tasks do not.
+	if pythonRequired(cfg) {
+		if err := pyCfg.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("python handlers (set the interpreter with --python): %w", err)
 		}
-		// Nothing in the configuration asks for Python: a host with only
-		// Go handlers (atpd demo on a fresh machine) must still run them.
-		log.Warn("ATPD: python handlers unavailable; tasks whose handler has no Go port will fail until "+cfg.Python+" starts",
-			"python", cfg.Python, "error", err)
-		cpython = &lazyPool{cfg: pyCfg, log: log, lastErr: err, lastTry: time.Now()}
+	}
+	cpython := &lazyPool{cfg: pyCfg, log: log}
+	if !lazyPython && pythonRequired(cfg) {
+		go func() {
+			if _, err := cpython.get(context.WithoutCancel(ctx)); err != nil && !errors.Is(err, pyhandlers.ErrStopped) {
+				log.Error("ATPD: python handlers unavailable; tasks whose handler has no Go port fail until "+cfg.Python+" starts",
+					"python", cfg.Python, "error", err)
+			}
+		}()
 	}
 	router := &executor.Router{
 		Go:     goHandlers,
