@@ -36,6 +36,7 @@ func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger, laz
 		SettingsModule:    cfg.Settings,
 		Workers:           cfg.Workers,
 		MaxTasksPerWorker: cfg.MaxTasksPerWorker,
+		Database:          databaseVendor(cfg.DB),
 		Logger:            log,
 	}
 	embedded, err := pyhandlers.NewEmbedded(pyCfg)
@@ -93,6 +94,14 @@ func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger, laz
 		ex = &allowList{next: ex, allow: cfg.AllowHandlers}
 	}
 	return ex, cpython.Stop, nil
+}
+
+// databaseVendor names the database of a DSN for pyhandlers.Config.
+func databaseVendor(dsn string) string {
+	if strings.HasPrefix(dsn, "sqlite:") {
+		return "sqlite"
+	}
+	return "postgresql"
 }
 
 // startPool starts CPython workers: one at once, so that a wrong

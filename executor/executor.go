@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/compat/pickle"
 )
 
 // Task is one started task as handed to an executor.
@@ -111,3 +112,56 @@ var (
 	// whichever executor its path is routed to.
 	ErrInput = errors.New("cannot decode input")
 )
+
+// MsgNoInput is str(Input.DoesNotExist) as Django raises it in
+// tracker.startTask for an instance without an input row: the FAILED
+// message the reference daemon wrote.
+const MsgNoInput = "Input matching query does not exist."
+
+// ErrNoInputRow fails a task whose instance has no processes_input row,
+// with the reference daemon's message; it matches ErrInput.
+var ErrNoInputRow error = &InputError{Err: pythonText(MsgNoInput), Python: true}
+
+// pythonText is an error whose text is an exception's str() in Python,
+// capitals and full stop included.
+type pythonText string
+
+func (t pythonText) Error() string { return string(t) }
+
+// InputError is a task input that does not decode. When Python fails the
+// same input with the same words (Python set: the base64 and zlib layers,
+// pickle.EnvelopeError, and a missing input row) Error() is those words
+// alone, the message the reference daemon wrote; atpd's own refusals (an
+// input past the size limit, a pickle Go cannot read) read "cannot decode
+// input: ...". It matches ErrInput and what Err matches.
+type InputError struct {
+	Err    error
+	Python bool
+}
+
+// NewInputError wraps a decoding failure; an *pickle.EnvelopeError keeps
+// Python's words.
+func NewInputError(err error) error {
+	var env *pickle.EnvelopeError
+	return &InputError{Err: err, Python: errors.As(err, &env)}
+}
+
+func (e *InputError) Error() string {
+	if e.Python {
+		return e.Err.Error()
+	}
+	return ErrInput.Error() + ": " + e.Err.Error()
+}
+
+// Unwrap returns ErrInput and the cause.
+func (e *InputError) Unwrap() []error { return []error{ErrInput, e.Err} }
+
+// Unsupported marks err as the executor's "cannot run this one": it
+// matches ErrUnsupported, so the Router hands the task on (see Router),
+// and its text stays err's, the FAILED message when nothing can take it.
+func Unsupported(err error) error { return &unsupportedError{err} }
+
+type unsupportedError struct{ err error }
+
+func (e *unsupportedError) Error() string   { return e.err.Error() }
+func (e *unsupportedError) Unwrap() []error { return []error{ErrUnsupported, e.err} }

@@ -2,7 +2,9 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 )
@@ -22,6 +24,17 @@ type HandlerSet interface {
 //     ending in ".", to a name in Executors; the exact path wins over
 //     prefixes and a longer prefix over a shorter one;
 //  3. else Default; a nil Default fails the task with ErrNoHandler.
+//
+// A Go handler that cannot run a task (its error matches ErrUnsupported,
+// returned before it wrote anything: an input it cannot represent) hands
+// it on: the task runs on the executor the path has without its Go
+// handler (2 or 3), normally the Python handler the Go one replaces, so
+// that the task ends as the reference daemon would end it. When there is
+// none, or it is unavailable (ErrNoHandler), the Go handler's error
+// stands. When that executor wants each TaskStatus write committed before
+// the call returns (SyncWriter) and the Go handler did not, its writes are
+// committed one by one through TaskStatus.Status, which commits the
+// writes before it.
 //
 // A Router is read-only after construction and safe for concurrent use.
 type Router struct {
@@ -97,13 +110,70 @@ func (r *Router) match(path string) (route, name string, ok bool) {
 	return route, name, best >= 0
 }
 
-// Execute runs the task on the executor Route picks.
+// Execute runs the task on the executor Route picks, and hands a task
+// its Go handler cannot run to the path's other executor.
 func (r *Router) Execute(ctx context.Context, task *Task, status TaskStatus) error {
-	_, ex, err := r.Route(task.Handler)
+	name, ex, err := r.Route(task.Handler)
 	if err != nil {
 		return err
 	}
-	return ex.Execute(ctx, task, status)
+	err = ex.Execute(ctx, task, status)
+	if name != "go" || !errors.Is(err, ErrUnsupported) || ctx.Err() != nil {
+		return err
+	}
+	next := r.Default
+	if _, n, ok := r.match(task.Handler); ok {
+		next = r.Executors[n]
+	}
+	if next == nil || sameExecutor(next, ex) {
+		return err
+	}
+	if WantsSyncWrites(next, task.Handler) && !WantsSyncWrites(ex, task.Handler) {
+		status = syncStatus{status}
+	}
+	if nerr := next.Execute(ctx, task, status); !errors.Is(nerr, ErrNoHandler) {
+		return nerr
+	}
+	return err
+}
+
+// sameExecutor compares two executors without panicking on dynamic types
+// that are not comparable.
+func sameExecutor(a, b Executor) bool {
+	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
+	return ta == tb && ta.Comparable() && a == b
+}
+
+// syncStatus commits each write before it returns: Status commits the
+// writes made before it.
+type syncStatus struct{ TaskStatus }
+
+func (s syncStatus) commit(ctx context.Context, err error) error {
+	if err != nil {
+		return err
+	}
+	_, err = s.TaskStatus.Status(ctx)
+	return err
+}
+
+func (s syncStatus) SetSuccess(ctx context.Context, m string) error {
+	return s.commit(ctx, s.TaskStatus.SetSuccess(ctx, m))
+}
+
+func (s syncStatus) SetFailure(ctx context.Context, m string) error {
+	return s.commit(ctx, s.TaskStatus.SetFailure(ctx, m))
+}
+
+func (s syncStatus) SetPaused(ctx context.Context, m string) error {
+	return s.commit(ctx, s.TaskStatus.SetPaused(ctx, m))
+}
+
+func (s syncStatus) SetRunning(ctx context.Context, m string) error {
+	return s.commit(ctx, s.TaskStatus.SetRunning(ctx, m))
+}
+
+func (s syncStatus) StoreResponse(ctx context.Context, data []byte, mimeType string) error {
+	return s.commit(ctx, s.TaskStatus.StoreResponse(ctx, data, mimeType))
 }
 
 // SyncWrites asks the executor path is routed to.

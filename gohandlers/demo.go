@@ -39,6 +39,13 @@ const DemoFailure = "Input must be a sequence of numbers!"
 // fail the task with Python's message; and the response is Python's str of
 // the sum ("15.0", "1e+16", and "0" for an empty input, where sum stays the
 // int 0).
+//
+// An object of a class (or a class) among the items or as the input is
+// what Go cannot represent: its class may define __iter__ or __float__.
+// Demo then returns an error matching executor.ErrUnsupported before it
+// has written anything, and the Router hands the task to the Python
+// handler of the path; without one, the task fails with the message Python
+// gives when the class defines neither.
 func Demo(ctx context.Context, ts executor.TaskStatus, input any) error {
 	items, err := pyIter(input)
 	if err != nil {
@@ -159,6 +166,11 @@ func pyIter(v any) ([]any, error) {
 		case v.DictItems != nil:
 			return pyIter(v.DictItems)
 		}
+		// Its class may define __iter__: only Python can tell.
+		return nil, executor.Unsupported(&pyTypeError{fmt.Sprintf("'%s' object is not iterable", pyTypeName(v))})
+	case pickle.Global:
+		// A class: an Enum, for one, is iterable.
+		return nil, executor.Unsupported(&pyTypeError{fmt.Sprintf("'%s' object is not iterable", pyTypeName(v))})
 	}
 	return nil, &pyTypeError{fmt.Sprintf("'%s' object is not iterable", pyTypeName(v))}
 }
@@ -251,6 +263,9 @@ func pyFloat(v any) (float64, error) {
 		return 0, errValue
 	case pickle.Decimal:
 		return decimalFloat(string(v))
+	case *pickle.Object, pickle.Global:
+		// Its class may define __float__ or __index__: only Python can tell.
+		return 0, executor.Unsupported(&pyTypeError{fmt.Sprintf("float() argument must be a string or a real number, not '%s'", pyTypeName(v))})
 	}
 	return 0, &pyTypeError{fmt.Sprintf("float() argument must be a string or a real number, not '%s'", pyTypeName(v))}
 }

@@ -3,6 +3,7 @@ package gohandlers
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -183,5 +184,42 @@ func TestDemoHonoursCancellation(t *testing.T) {
 	}
 	if len(rec.calls) != 0 {
 		t.Errorf("cancelled Demo wrote %q", rec.calls)
+	}
+}
+
+// TestDemoHandsOnWhatItCannotRepresent: an object (its class may define
+// __iter__ or __float__) or a class makes the demo give up before it
+// writes anything, with an error matching executor.ErrUnsupported (the
+// router then runs the Python demo) whose text is Python's for a class
+// that defines neither. The reference summed a Point with __iter__ to 3.0.
+func TestDemoHandsOnWhatItCannotRepresent(t *testing.T) {
+	point := "\x80\x02cfidelity_fixtures\nPoint\nq\x00)\x81q\x01}q\x02(X\x01\x00\x00\x00xK\x01X\x01\x00\x00\x00yK\x02ub."
+	for _, c := range []struct{ name, pickle, msg string }{
+		{"object as the input", point, "'Point' object is not iterable"},
+		{"object among the items", "\x80\x02]q\x00(K\x01" + point[2:len(point)-1] + "e.", "float() argument must be a string or a real number, not 'Point'"},
+		{"a class", "\x80\x02cfidelity_fixtures\nColors\nq\x00.", "'type' object is not iterable"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			input, err := pickle.Unpickle([]byte(c.pickle))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &recorder{}
+			err = Demo(context.Background(), rec, input)
+			if !errors.Is(err, executor.ErrUnsupported) || err.Error() != c.msg {
+				t.Errorf("Demo = %v (unsupported %t), want %q and ErrUnsupported", err, errors.Is(err, executor.ErrUnsupported), c.msg)
+			}
+			if len(rec.calls) != 0 {
+				t.Errorf("Demo wrote %q before giving up", rec.calls)
+			}
+		})
+	}
+	rec := &recorder{}
+	input, err := pickle.Unpickle([]byte("\x80\x02]q\x00(X\x01\x00\x00\x00xcfidelity_fixtures\nColors\nq\x01e."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Demo(context.Background(), rec, input); err != nil || fmt.Sprint(rec.calls) != "[[setFailure "+DemoFailure+"]]" {
+		t.Errorf("ValueError before the object: %v, calls %q; want the demo's failure", err, rec.calls)
 	}
 }

@@ -169,7 +169,11 @@ func (r *Registry) logger() *slog.Logger {
 
 // Execute decodes the task's input and runs the handler registered for its
 // path. Decoding failures, a missing handler and panics come back as errors
-// whose text is the task's FAILED message.
+// whose text is the task's FAILED message: for an input that is not base64
+// of zlib, or has no row, the words Python raises (executor.InputError). A
+// pickle Go cannot read comes back matching executor.ErrUnsupported, so
+// that the Router hands it to the path's Python handler, which reads it or
+// fails it in Python's words.
 func (r *Registry) Execute(ctx context.Context, task *executor.Task, status executor.TaskStatus) (err error) {
 	h, ok := r.Lookup(task.Handler)
 	if !ok {
@@ -177,7 +181,7 @@ func (r *Registry) Execute(ctx context.Context, task *executor.Task, status exec
 	}
 	if !task.HasInput {
 		// tracker.startTask raised Input.DoesNotExist here.
-		return fmt.Errorf("%w: the instance has no input row", ErrInput)
+		return executor.ErrNoInputRow
 	}
 	decoding := true
 	defer func() {
@@ -191,14 +195,22 @@ func (r *Registry) Execute(ctx context.Context, task *executor.Task, status exec
 			"decoding_input", decoding, "panic", fmt.Sprint(v), "stack", string(stack))
 		if decoding {
 			// A decoder bug must not read as the handler's fault.
-			err = fmt.Errorf("%w: decoder panicked: %v", ErrInput, v)
+			err = executor.Unsupported(fmt.Errorf("%w: decoder panicked: %v", ErrInput, v))
 			return
 		}
 		err = &PanicError{Path: task.Handler, Value: v, Stack: stack}
 	}()
 	input, err := pickle.Decode(task.Input)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInput, err)
+		err = executor.NewInputError(err)
+		var env *pickle.EnvelopeError
+		if !errors.As(err, &env) {
+			// A pickle Go cannot read: Python's pickle may, or fails it in
+			// its own words; the Router hands it to the path's Python
+			// handler when there is one.
+			err = executor.Unsupported(err)
+		}
+		return err
 	}
 	decoding = false
 	return h(ctx, status, input)

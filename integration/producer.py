@@ -37,7 +37,6 @@ import ast
 import base64
 import datetime
 import decimal
-import importlib
 import json
 import os
 import sqlite3
@@ -199,7 +198,9 @@ def cmd_step(args, tracker):
         try:
             _, _, handler_path, value = tracker.startTask(task_id)
             module, _, func = handler_path.rpartition(".")
-            handler = getattr(importlib.import_module(module), func)
+            # upstream's Importer: __import__ with a fromlist, so that a path
+            # naming a submodule imports it (and then fails as not callable).
+            handler = getattr(__import__(module, fromlist=[func]), func)
             handler(status, value)
             tracker.stopTaskSuccessIfNotFinished(task_id)
         except Exception as e:  # the daemon fails the task with str(e)

@@ -19,7 +19,6 @@ side did: {"event": "ready" | "task" | "sweep" | "zombie" | "retired" |
   refdaemon.py [--server-id N] [--sweep-every N] [--idle-sleep S]
 """
 import argparse
-import importlib
 import json
 import os
 import signal
@@ -57,7 +56,8 @@ def run_task(tracker, task_id):
     try:
         type_id, ident, path, value = tracker.startTask(task_id)
         module, _, func = path.rpartition(".")
-        handler = getattr(importlib.import_module(module), func)
+        # upstream's Importer: __import__ with a fromlist.
+        handler = getattr(__import__(module, fromlist=[func]), func)
         handler(status, value)
         tracker.stopTaskSuccessIfNotFinished(task_id)
     except Exception as e:  # the reference: pStatus.setFailure(unicode(e))

@@ -43,6 +43,10 @@ type Config struct {
 	// counted and reported in one line when the task ends (default 10000,
 	// negative: no limit).
 	MaxOutputLines int
+	// Database is the database atpd writes to, "postgresql" or "sqlite":
+	// a TaskStatus write the database would refuse (a None message) raises
+	// in the handler the error that database gives (default: SQLite's).
+	Database string
 	// Env is added to the workers' environment (KEY=value), after the
 	// daemon's own.
 	Env []string
@@ -97,6 +101,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxLineLength < 16 {
 		errs = append(errs, fmt.Errorf("max line length: %d, want at least 16", c.MaxLineLength))
+	}
+	if c.Database != "" && c.Database != "postgresql" && c.Database != "sqlite" {
+		errs = append(errs, fmt.Errorf("database %q: want postgresql or sqlite", c.Database))
 	}
 	for _, kv := range c.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {

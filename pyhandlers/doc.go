@@ -8,16 +8,21 @@
 // which is embedded in the binary and written to a temporary file at Start.
 // A worker appends Config.PythonPath to sys.path, sets DJANGO_SETTINGS_MODULE
 // and runs django.setup() when Config.SettingsModule is set, then runs one
-// task at a time: it unpickles the input with Python's own pickle, imports
-// the handler (cached; a handler module whose file changed is recompiled
-// before the next task) and calls handler(taskStatus, input).
+// task at a time the way the reference daemon's worker did: it decodes the
+// stored input text with tracker.startTask's own calls,
+// pickle.loads(zlib.decompress(base64.b64decode(text))), imports the
+// handler with getattr(__import__(module, fromlist=[func]), func) after
+// path.rpartition(".") (cached; a handler module whose file changed is
+// recompiled before the next task) and calls handler(taskStatus, input).
+// An input that does not decode or a path that does not import thus fails
+// its task with Python's own words, the message the reference wrote.
 //
-// The Go side decodes the stored base64(zlib(...)) envelope itself, bounded
-// by Config.MaxMessageSize, so that a corrupt row fails its task with the
-// broken layer named and never reaches a worker. Python 2 pickles load on
-// Python 3 with encoding="latin1": EOxServer handlers were written for
-// Python 2, where str is text, so a Python 2 str arrives as str (latin-1
-// maps every byte, and datetime pickles need it).
+// The Go side only refuses an input whose text or decompressed pickle is
+// larger than Config.MaxMessageSize, so that a corrupt row cannot exhaust
+// a worker's memory. Python 2 pickles load on Python 3 with
+// encoding="latin1": EOxServer handlers were written for Python 2, where
+// str is text, so a Python 2 str arrives as str (latin-1 maps every byte,
+// and datetime pickles need it).
 //
 // Worker and daemon talk over two private pipes (the worker's fds 3 and 4)
 // in length-prefixed frames (frame.go, worker.py's header); stdout and
@@ -28,8 +33,11 @@
 // round trip: the daemon carries it out through executor.TaskStatus and
 // answers once it is committed, or raises TaskStatusError in the handler.
 //
-// An exception fails the task with str(exception), as the reference daemon
-// did (HandlerError); the traceback goes to the log. A worker that dies
+// An exception fails the task with str(exception), whole, as the reference
+// daemon did (HandlerError); the traceback goes to the log. taskStatus
+// stores what Django would: str(message) for a message that is not text
+// (b"x" is stored as "b'x'"), and a None message or MIME type raises the
+// NOT NULL violation of Config.Database in the handler. A worker that dies
 // (os._exit, a signal, the OOM killer, SystemExit) fails its task with its
 // exit status (ExitError) and is replaced. When the task's context ends the
 // worker's process group gets SIGTERM, then SIGKILL after KillGrace, and

@@ -101,11 +101,11 @@ func (e *Embedded) SyncWrites(string) bool { return true }
 
 func (e *Embedded) Execute(ctx context.Context, task *executor.Task, status executor.TaskStatus) error {
 	if !task.HasInput {
-		return errNoInput
+		return executor.ErrNoInputRow
 	}
 	input, err := pickle.DecodeOptions{MaxSize: e.cfg.MaxMessageSize}.Decode(task.Input)
 	if err != nil {
-		return fmt.Errorf("%w: %w", executor.ErrInput, err)
+		return executor.NewInputError(err)
 	}
 	pyInput, err := toPy(input, 0)
 	if err != nil {
@@ -169,23 +169,55 @@ func (e *Embedded) run(ctx context.Context, task *executor.Task, input py.Object
 		sys.Globals["stdout"], sys.Globals["stderr"] = out, errOut
 	}
 
-	i := strings.LastIndexByte(task.Handler, '.')
-	if i <= 0 || i == len(task.Handler)-1 {
-		return &HandlerError{Message: fmt.Sprintf("handler %q is not a dotted path module.function", task.Handler), Class: "ImportError"}
+	ts := &pyTaskStatus{ctx: ctx, status: status, task: task, database: e.cfg.Database,
+		dict: py.StringDict{"task_id": py.Int(task.InstanceID), "dbLock": dummyLock()}}
+	handler, herr := e.importHandler(im, task, log)
+	if herr != nil {
+		return herr
 	}
-	ts := &pyTaskStatus{ctx: ctx, status: status, task: task, dict: py.StringDict{"task_id": py.Int(task.InstanceID)}}
-	var handler py.Object
-	mod, err := im.load(task.Handler[:i])
-	if err == nil {
-		handler, err = py.GetAttrString(mod, task.Handler[i+1:])
+	if _, ok := handler.(*py.Module); ok {
+		// CPython's words; gpython would say "'module' has no attribute '__call__'".
+		return &HandlerError{Message: "'module' object is not callable", Class: "TypeError"}
 	}
-	if err == nil {
-		_, err = py.Call(handler, py.Tuple{ts, input}, nil)
-	}
-	if err == nil {
+	_, callErr := py.Call(handler, py.Tuple{ts, input}, nil)
+	if callErr == nil {
 		return nil
 	}
-	return e.failure(task, im, err, log)
+	return e.failure(task, im, callErr, log)
+}
+
+// importHandler resolves a dotted path as the reference daemon's Importer
+// did, getattr(__import__(module, fromlist=[func]), func) after
+// path.rpartition("."), with CPython's messages for a path that does not
+// resolve: "Empty module name" for a path without a dot, an
+// AttributeError for a missing (or empty) function name.
+func (e *Embedded) importHandler(im *importer, task *executor.Task, log *slog.Logger) (py.Object, error) {
+	path := task.Handler
+	modName, funcName := "", path
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		modName, funcName = path[:i], path[i+1:]
+	}
+	if modName == "" {
+		return nil, &HandlerError{Message: "Empty module name", Class: "ValueError"}
+	}
+	mod, err := im.load(modName)
+	if err == nil {
+		if _, isPkg := im.pkgs[modName]; isPkg && funcName != "" {
+			if _, ok := mod.Globals[funcName]; !ok {
+				// fromlist imports a submodule of that name.
+				if _, serr := im.load(modName + "." + funcName); serr != nil && !py.IsException(py.ImportError, serr) {
+					err = serr
+				}
+			}
+		}
+	}
+	if err != nil {
+		return nil, e.failure(task, im, err, log)
+	}
+	if obj, ok := mod.Globals[funcName]; ok {
+		return obj, nil
+	}
+	return nil, &HandlerError{Message: fmt.Sprintf("module '%s' has no attribute '%s'", modName, funcName), Class: "AttributeError"}
 }
 
 // failure turns what the handler raised into the task's error.

@@ -23,6 +23,46 @@ var taskStatusType = py.NewType("TaskStatus", "The handler's view of its task, a
 // failed, like TaskStatusError in the CPython worker.
 var taskStatusError = py.ExceptionType.NewType("TaskStatusError", "atpd could not carry out a TaskStatus call.", nil, nil)
 
+// integrityError is raised for a TaskStatus write the database refuses, as
+// Django's IntegrityError was (see notNull).
+var integrityError = py.ExceptionType.NewType("IntegrityError", "A write the database refuses.", nil, nil)
+
+// dummyLockType is the class of TaskStatus.dbLock (tracker.DummyLock).
+var dummyLockType = py.NewType("DummyLock", "tracker.DummyLock: acquire and release do nothing; atpd serialises the writes itself.")
+
+type pyDummyLock struct{}
+
+func (*pyDummyLock) Type() *py.Type { return dummyLockType }
+
+func dummyLock() py.Object { return &pyDummyLock{} }
+
+func init() {
+	noop := func(py.Object) (py.Object, error) { return py.None, nil }
+	dummyLockType.Dict["acquire"] = py.MustNewMethod("acquire", noop, 0, "Does nothing.")
+	dummyLockType.Dict["release"] = py.MustNewMethod("release", noop, 0, "Does nothing.")
+}
+
+// notNull is the error the database gives, through Django, for a None
+// written to a NOT NULL column: what the reference daemon's write of
+// setSuccess(None) raised in the handler. PostgreSQL's (psycopg2) adds a
+// DETAIL line with the refused row, whose id and time are the database's;
+// atpd writes no such row and gives the first line.
+func notNull(database, table, column string) string {
+	if database == "postgresql" {
+		return fmt.Sprintf("null value in column %q of relation %q violates not-null constraint", column, table)
+	}
+	return fmt.Sprintf("NOT NULL constraint failed: %s.%s", table, column)
+}
+
+// fieldText is what Django stores in a TextField for v: str(v), and None
+// refused by the NOT NULL column.
+func (s *pyTaskStatus) fieldText(v py.Object, table, column string) (string, error) {
+	if v == py.None {
+		return "", py.ExceptionNewf(integrityError, "%s", notNull(s.database, table, column))
+	}
+	return py.StrAsString(v)
+}
+
 func init() {
 	d := taskStatusType.Dict
 	d["getInfo"] = py.MustNewMethod("getInfo", tsGetInfo, 0, "Returns (type identifier, instance identifier, status, status text).")
@@ -43,7 +83,7 @@ func init() {
 // flags, READY included, so that flag is cleared first; an exception class
 // left unready has no MRO and "except Exception" does not catch it.
 func readyTypes() {
-	for _, t := range []*py.Type{taskStatusError, taskStatusType, pyOutputType} {
+	for _, t := range []*py.Type{taskStatusError, integrityError, taskStatusType, dummyLockType, pyOutputType} {
 		if t.Flags&py.TPFLAGS_READY != 0 && len(t.Mro) == 0 {
 			t.Flags &^= py.TPFLAGS_READY
 		}
@@ -58,7 +98,12 @@ type pyTaskStatus struct {
 	ctx    context.Context
 	status executor.TaskStatus
 	task   *executor.Task
-	dict   py.StringDict // instance attributes: task_id
+	dict   py.StringDict // instance attributes: task_id, dbLock
+	// database words a refused write (see notNull).
+	database string
+	// mimeType is the first MIME type this run stored: setTaskResponse
+	// keeps a stored response's first one (it assigns resp.mineType).
+	mimeType *string
 }
 
 func (*pyTaskStatus) Type() *py.Type { return taskStatusType }
@@ -114,7 +159,7 @@ func tsSetter(name string, set func(executor.TaskStatus, context.Context, string
 		if err := py.ParseTupleAndKeywords(args, kwargs, "|O:"+name, []string{"message"}, &msg); err != nil {
 			return nil, err
 		}
-		text, err := py.StrAsString(msg)
+		text, err := s.fieldText(msg, "processes_logrecord", "message")
 		if err != nil {
 			return nil, err
 		}
@@ -139,15 +184,22 @@ func tsStoreResponse(self py.Object, args py.Tuple, kwargs py.StringDict) (py.Ob
 	case py.Bytes:
 		data = []byte(r)
 	default:
-		return nil, py.ExceptionNewf(py.TypeError, "storeResponse: response must be text or bytes, not %s", resp.Type().Name)
+		// What zlib.compress(response) raised in setTaskResponse.
+		return nil, py.ExceptionNewf(py.TypeError, "a bytes-like object is required, not '%s'", resp.Type().Name)
 	}
-	mimeText, err := py.StrAsString(mime)
-	if err != nil {
-		return nil, err
+	var mimeText string
+	if s.mimeType != nil {
+		mimeText = *s.mimeType
+	} else {
+		var err error
+		if mimeText, err = s.fieldText(mime, "processes_response", "mimeType"); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.status.StoreResponse(s.ctx, data, mimeText); err != nil {
 		return nil, raiseStatusError(err)
 	}
+	s.mimeType = &mimeText
 	return py.None, nil
 }
 

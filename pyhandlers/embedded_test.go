@@ -98,7 +98,7 @@ func TestEmbeddedOutcomes(t *testing.T) {
 		{"KeyError keeps quotes", "gpy_fixtures.key_error", "}.", "'missing'", false, ""},
 		{"no such module", "no_such_module.handler", "N.", "gpython cannot run handler no_such_module.handler: module no_such_module is not available to gpython", true, ""},
 		{"no such function", "gpy_fixtures.missing", "N.", "", false, ""},
-		{"not a dotted path", "handler", "N.", "handler \"handler\" is not a dotted path module.function", false, ""},
+		{"not a dotted path", "handler", "N.", "Empty module name", false, ""},
 		{"import gpython lacks", "gpy_fixtures.imports_json", "N.", "gpython cannot run handler gpy_fixtures.imports_json: module json is not available to gpython", true, ""},
 		{"syntax gpython lacks", "gpy_syntax.handler", "N.", "gpython cannot run handler gpy_syntax.handler: cannot compile", true, ""},
 		{"builtin method gpython lacks", "gpy_fixtures.joins", "N.", "gpython cannot run handler gpy_fixtures.joins: gpython's str has no attribute 'join'", true, ""},
@@ -111,7 +111,7 @@ func TestEmbeddedOutcomes(t *testing.T) {
 	t.Run("no input row", func(t *testing.T) {
 		e.enqueueRaw(t, "Echo", "none", []byte("N."))
 		o := e.runNextWith(t, &noInput{em}, context.Background(), func(s executor.TaskStatus) executor.TaskStatus { return s })
-		if want := "cannot decode input: the instance has no input row"; errText(o.err) != want {
+		if want := "Input matching query does not exist."; errText(o.err) != want {
 			t.Errorf("Execute error %q, want %q", errText(o.err), want)
 		}
 	})

@@ -1,22 +1,45 @@
 package pyhandlers
 
 import (
+	"bytes"
+	"compress/zlib"
 	"fmt"
+	"io"
 
 	"github.com/eoxserver/atpd/compat/pickle"
 	"github.com/eoxserver/atpd/executor"
 )
 
-// decodeInput turns the stored input text, base64(zlib(pickle)), into the
-// pickle bytes for Python's own pickle, refusing more than max decompressed
-// bytes so that a corrupt or hostile row cannot exhaust memory. The envelope
-// is undone by compat/pickle, as for Go handlers, so a broken input fails
-// with the same message whichever executor the path is routed to; that
-// message is the task's FAILED log record and names the broken layer.
-func decodeInput(text string, max int) ([]byte, error) {
-	p, err := pickle.DecodeOptions{MaxSize: max}.Unwrap(text)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", executor.ErrInput, err)
+// maxDeflateRatio is the most DEFLATE can expand: 258 bytes from a match
+// coded in about two bits, so at most 1032 output bytes per input byte.
+const maxDeflateRatio = 1032
+
+// checkInput refuses a stored input whose text, or whose decompressed
+// pickle, is larger than max bytes, so that a corrupt or hostile row
+// cannot exhaust a worker's memory (the reference daemon had no limit).
+// Everything else goes to the worker as the stored text: it decodes it as
+// tracker.startTask did, pickle.loads(zlib.decompress(base64.b64decode(
+// text))), so that an input that does not decode fails with Python's own
+// words. Most inputs are too small to inflate past max and cost no
+// decompression here.
+func checkInput(text string, max int) error {
+	tooLarge := func() error {
+		return executor.NewInputError(fmt.Errorf("pickle: %w: decompressed input exceeds %d bytes", pickle.ErrTooLarge, max))
 	}
-	return p, nil
+	if len(text) > max {
+		return tooLarge()
+	}
+	raw, err := pickle.Unbase64(text)
+	if err != nil || len(raw) <= max/maxDeflateRatio {
+		return nil // the worker reports what is wrong with it
+	}
+	r, err := zlib.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil
+	}
+	defer r.Close()
+	if n, _ := io.Copy(io.Discard, io.LimitReader(r, int64(max)+1)); n > int64(max) {
+		return tooLarge()
+	}
+	return nil
 }

@@ -4,18 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
-
-	"github.com/eoxserver/atpd/executor"
 )
 
 // ErrStopped is returned by Execute when Stop interrupted the task or the
 // pool was not running; like a cancelled context it says nothing about the
 // task itself.
 var ErrStopped = errors.New("pyhandlers: pool stopped")
-
-// errNoInput fails a task whose instance has no processes_input row, as
-// tracker.startTask's Input.DoesNotExist failed it in the reference daemon.
-var errNoInput = fmt.Errorf("%w: the instance has no input row", executor.ErrInput)
 
 // HandlerError is a Python exception raised by the handler (or while
 // importing it or unpickling its input). Error() is exactly str(exception),

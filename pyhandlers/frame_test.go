@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -112,13 +113,21 @@ func FuzzReadFrame(f *testing.F) {
 	})
 }
 
-func TestDecodeInput(t *testing.T) {
-	data, err := decodeInput(envelope([]byte("\x80\x02K\x05.")), 1024)
-	if err != nil || string(data) != "\x80\x02K\x05." {
-		t.Fatalf("decodeInput: %q %v", data, err)
+func TestCheckInput(t *testing.T) {
+	if err := checkInput(envelope([]byte("\x80\x02K\x05.")), 1024); err != nil {
+		t.Fatalf("checkInput: %v", err)
 	}
-	data, err = decodeInput("", 1024)
-	if err == nil {
-		t.Errorf("empty input text decoded to %q", data)
+	// What does not decode is the worker's to report, in Python's words.
+	for _, text := range []string{"", "not base64!", "aGVsbG8="} {
+		if err := checkInput(text, 1024); err != nil {
+			t.Errorf("checkInput(%q): %v, want it left to the worker", text, err)
+		}
+	}
+	want := "cannot decode input: pickle: pickle too large: decompressed input exceeds 1024 bytes"
+	if err := checkInput(envelope(make([]byte, 1<<20)), 1024); err == nil || err.Error() != want {
+		t.Errorf("bomb: %v, want %q", err, want)
+	}
+	if err := checkInput(strings.Repeat("A", 1025), 1024); err == nil || err.Error() != want {
+		t.Errorf("long text: %v, want %q", err, want)
 	}
 }

@@ -64,6 +64,9 @@ func New(cfg Config) (*Pool, error) {
 		env = append(env, "PYTHONIOENCODING=utf-8")
 	}
 	env = append(env, "ATPD_MAX_FRAME="+strconv.Itoa(cfg.MaxMessageSize+frameSlack))
+	if cfg.Database != "" {
+		env = append(env, "ATPD_DB_VENDOR="+cfg.Database)
+	}
 	p.env = append(env, cfg.Env...)
 	return p, nil
 }
@@ -233,7 +236,8 @@ func (p *Pool) release(w *worker) {
 }
 
 // Execute runs task's handler in a worker: handler(taskStatus, input) with
-// input unpickled by Python's own pickle. It returns a *HandlerError when
+// input decoded by Python as tracker.startTask decoded it (base64, zlib,
+// pickle), after checkInput. It returns a *HandlerError when
 // the handler raised, an *ExitError when the worker died, ctx's error when
 // ctx ended first (the worker is then stopped), and ErrStopped when Stop
 // interrupted it.
@@ -249,17 +253,16 @@ func (p *Pool) Execute(ctx context.Context, task *executor.Task, status executor
 		return ErrStopped
 	}
 	if !task.HasInput {
-		return errNoInput
+		return executor.ErrNoInputRow
 	}
-	input, err := decodeInput(task.Input, p.cfg.MaxMessageSize)
-	if err != nil {
+	if err := checkInput(task.Input, p.cfg.MaxMessageSize); err != nil {
 		return err
 	}
 	w, err := p.acquire(ctx)
 	if err != nil {
 		return err
 	}
-	err = w.run(ctx, task, input, status)
+	err = w.run(ctx, task, []byte(task.Input), status)
 	p.release(w)
 	return err
 }

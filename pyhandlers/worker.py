@@ -16,7 +16,7 @@
 #   atpd -> worker                     worker -> atpd
 #   I nonce settings path...           H version pid        ready
 #   T seq id type ident handler        F message traceback  start-up failed
-#     has_input pickle                 C method arg...      TaskStatus call
+#     has_input input_text             C method arg...      TaskStatus call
 #   r field...   call succeeded        D out_ok err_ok      handler returned
 #   e message    call failed           X message class traceback out_ok err_ok
 #
@@ -24,11 +24,13 @@
 # stdout and on stderr so that atpd knows every line before it belongs to
 # that task.
 
+import base64
 import os
 import signal
 import struct
 import sys
 import traceback
+import zlib
 
 try:
     import fcntl
@@ -50,6 +52,9 @@ REQ_FD = 3
 RESP_FD = 4
 MAX_FRAME = int(os.environ.get("ATPD_MAX_FRAME", str(256 << 20)))
 HEADER = struct.Struct(">I")
+# The database atpd writes to ("postgresql" or "sqlite"), so that a write
+# the database would refuse raises its words.
+DB_VENDOR = os.environ.get("ATPD_DB_VENDOR", "")
 
 # EOxServer's models.STATUS2TEXT.
 STATUS_TEXT = ("UNDEFINED", "ACCEPTED", "SCHEDULED", "RUNNING", "PAUSED", "FINISHED", "FAILED")
@@ -61,6 +66,31 @@ class ProtocolError(Exception):
 
 class TaskStatusError(Exception):
     """Raised in a handler when atpd could not carry out a TaskStatus call."""
+
+
+class IntegrityError(Exception):
+    """A TaskStatus write the database refuses, as Django raised it."""
+
+
+def not_null(table, column):
+    """The IntegrityError the reference's write of None raised: Django
+    passes None on to the NOT NULL column, and the database refuses it."""
+    if DB_VENDOR == "postgresql":
+        # psycopg2 adds a DETAIL line with the refused row (its id and time
+        # are the database's); atpd writes no such row.
+        return IntegrityError('null value in column "%s" of relation "%s" violates not-null constraint' % (column, table))
+    return IntegrityError("NOT NULL constraint failed: %s.%s" % (table, column))
+
+
+class DummyLock(object):
+    """tracker.DummyLock: the TaskStatus.dbLock of a handler run outside
+    the daemon. atpd serialises the database writes itself."""
+
+    def acquire(self):
+        pass
+
+    def release(self):
+        pass
 
 
 def _retry(fn, *args):
@@ -110,6 +140,17 @@ def text(value):
         return text_type(value)
     except Exception:
         return text_type(repr(value))
+
+
+def field_text(value, table, column):
+    """What Django stores in a TextField for value: None is refused by the
+    NOT NULL column; on Python 3 anything but str is stored as str(value)
+    (TextField.to_python), so b"x" is stored as "b'x'"."""
+    if value is None:
+        raise not_null(table, column)
+    if PY3 and not isinstance(value, str):
+        return str(value)
+    return text(value)
 
 
 def decode(field):
@@ -176,11 +217,15 @@ class TaskStatus(object):
     """
 
     def __init__(self, task_id, type_id, identifier):
-        # tracker.TaskStatus exposed task_id (the instance's database id);
-        # handlers in the wild read it.
+        # tracker.TaskStatus exposed task_id (the instance's database id)
+        # and dbLock; handlers in the wild read them.
         self.task_id = task_id
+        self.dbLock = DummyLock()
         self._type_id = type_id
         self._identifier = identifier
+        # setTaskResponse keeps a stored response's first MIME type (it
+        # assigns resp.mineType, a typo): the first one this run stored.
+        self._mime_type = None
 
     def getInfo(self):
         """Returns (type identifier, instance identifier, status, status text)."""
@@ -199,26 +244,35 @@ class TaskStatus(object):
         return (code, status_text(code))
 
     def setSuccess(self, message=""):
-        call(b"setSuccess", text(message))
+        call(b"setSuccess", field_text(message, "processes_logrecord", "message"))
 
     def setFailure(self, message=""):
-        call(b"setFailure", text(message))
+        call(b"setFailure", field_text(message, "processes_logrecord", "message"))
 
     def setPaused(self, message=""):
-        call(b"setPaused", text(message))
+        call(b"setPaused", field_text(message, "processes_logrecord", "message"))
 
     def setRunning(self, message=""):
-        call(b"setRunning", text(message))
+        call(b"setRunning", field_text(message, "processes_logrecord", "message"))
 
     def storeResponse(self, response, mimeType="text/xml"):
-        """Stores the response: text is stored UTF-8 encoded, bytes as they are."""
+        """Stores the response: text is stored UTF-8 encoded, bytes-like
+        objects as they are; anything else raises what zlib.compress raised
+        in setTaskResponse."""
         if isinstance(response, text_type):
             data = response.encode("utf-8")
         elif isinstance(response, binary_types):
             data = bytes(response) if not isinstance(response, bytes) else response
         else:
-            raise TypeError("storeResponse: response must be text or bytes, not %s" % type(response).__name__)
-        call(b"storeResponse", data, text(mimeType))
+            zlib.compress(response)  # raises the reference's TypeError
+            data = memoryview(response).tobytes()
+        if self._mime_type is None:
+            mime = field_text(mimeType, "processes_response", "mimeType")
+        else:
+            mime = self._mime_type
+        call(b"storeResponse", data, mime)
+        if self._mime_type is None:
+            self._mime_type = mime
 
 
 def status_text(code):
@@ -250,11 +304,12 @@ class Handlers(object):
                 stamp = now
                 self.cache[path] = (module, func, stamp)
             return getattr(module, func)
+        # The reference daemon's Importer, so that a path that does not
+        # import fails with Python's own words: "nodots" and "" give
+        # "Empty module name", "pkg.mod." an AttributeError for '', and a
+        # path naming a module a TypeError when it is called.
         modname, _, func = path.rpartition(".")
-        if not modname or not func:
-            raise ImportError("handler %r is not a dotted path module.function" % path)
-        __import__(modname)
-        module = sys.modules[modname]
+        module = __import__(modname, fromlist=[func])
         handler = getattr(module, func)
         self.cache[path] = (module, func, file_stamp(module))
         return handler
@@ -300,7 +355,17 @@ class InputError(Exception):
     """The task's input could not be unpickled, and Python said nothing more."""
 
 
-def load_input(data):
+def load_input(field):
+    """The task's input as tracker.startTask decoded it:
+    pickle.loads(zlib.decompress(base64.b64decode(text))), so that an input
+    that does not decode fails with Python's own words."""
+    text = field.decode("utf-8", "surrogateescape") if PY3 else field
+    # atpd's one leniency: the b'...' that Django stores when a Python 3
+    # producer hands bytes to the TextField.
+    stripped = text.strip()
+    if len(stripped) >= 3 and stripped[0] == "b" and stripped[1] in "'\"" and stripped[-1] == stripped[1]:
+        text = stripped[2:-1]
+    data = zlib.decompress(base64.b64decode(text))
     try:
         if PY3:
             # Python 2's str is text to EOxServer handlers, so its byte
@@ -326,6 +391,20 @@ def exception_text(e):
             return str(e).decode("utf-8", "replace")
         except Exception:
             return repr(e)
+
+
+def utf8(message):
+    return message.encode("utf-8", "surrogatepass") if PY3 else to_bytes(message)
+
+
+def fit(message, limit):
+    """Cuts message to at most limit bytes of UTF-8."""
+    if len(message) * 4 <= limit:
+        return message
+    data = utf8(message)
+    if len(data) <= limit:
+        return message
+    return data[:limit].decode("utf-8", "ignore")
 
 
 def flush_and_mark(nonce, seq):
@@ -382,9 +461,12 @@ def run_task(handlers, nonce, closer, fields):
         handler = handlers.get(handler_path)
         handler(status, value)
     except Exception as e:
-        # Bounded so that the report always fits in a frame.
-        message = exception_text(e)[:1 << 16]
-        tb = traceback.format_exc()[-(1 << 18):]
+        # The message whole, as the reference stored it: only one that
+        # would not fit in a frame is cut. The traceback (for the log only)
+        # gets what room is left.
+        message = fit(exception_text(e), MAX_FRAME - 1024)
+        room = MAX_FRAME - 1024 - len(utf8(message))
+        tb = fit(traceback.format_exc()[-(1 << 18):], max(0, room))
         close_db_connections(closer)
         oks = flush_and_mark(nonce, seq)
         send(b"X", message, type(e).__name__, tb, oks[0], oks[1])

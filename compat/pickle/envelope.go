@@ -136,35 +136,25 @@ func (o DecodeOptions) Unwrap(text string) ([]byte, error) {
 // (the daemon measures an input's inflated size through a fixed buffer).
 func Unbase64(text string) ([]byte, error) { return unbase64([]byte(text)) }
 
-// unbase64 decodes as Python's base64.b64decode did in tracker.startTask:
-// characters outside the alphabet (the newlines of base64.encodestring, a
-// stray space) are discarded, and only a wrong length or misplaced padding
-// is an error.
+// unbase64 decodes as Python's base64.b64decode did in tracker.startTask
+// (pyB64Decode): characters outside the alphabet (the newlines of
+// base64.encodestring, a stray space) are discarded, decoding ends at a
+// quad's padding, and a wrong length is an error in Python's words. One
+// deliberate leniency: a b'...' wrapper (what Django stores when a Python 3
+// producer hands bytes to the TextField) is taken off first.
 func unbase64(text []byte) ([]byte, error) {
-	t := trimText(text)
-	clean := make([]byte, 0, len(t))
-	for _, c := range t {
-		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=' {
-			clean = append(clean, c)
-		}
-	}
-	out := make([]byte, base64.StdEncoding.DecodedLen(len(clean)))
-	n, err := base64.StdEncoding.Decode(out, clean)
-	if err != nil {
-		return nil, fmt.Errorf("pickle: %w: %w", ErrBase64, err)
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("pickle: %w: empty input", ErrBase64)
-	}
-	return out[:n], nil
+	return pyB64Decode(trimText(text))
 }
 
 // inflate decompresses a zlib stream, stopping as soon as the output
 // passes the size limit so that a compression bomb costs at most MaxSize.
 func (o DecodeOptions) inflate(z []byte) ([]byte, error) {
+	if err := pyZlibHeader(z); err != nil {
+		return nil, err
+	}
 	r, err := zlibReader(bytes.NewReader(z))
 	if err != nil {
-		return nil, fmt.Errorf("pickle: %w: %w", ErrZlib, err)
+		return nil, pyInflateError(z, err)
 	}
 	defer zlibReaders.Put(r)
 	limit := o.maxSize()
@@ -187,14 +177,14 @@ func (o DecodeOptions) inflate(z []byte) ([]byte, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("pickle: %w: %w", ErrZlib, err)
+			return nil, pyInflateError(z, err)
 		}
 	}
 	if len(buf) > limit {
 		return nil, fmt.Errorf("pickle: %w: decompressed input exceeds %d bytes", ErrTooLarge, limit)
 	}
 	if err := r.Close(); err != nil {
-		return nil, fmt.Errorf("pickle: %w: %w", ErrZlib, err)
+		return nil, pyInflateError(z, err)
 	}
 	return buf, nil
 }

@@ -36,12 +36,13 @@ func TestDecodeErrors(t *testing.T) {
 		want error
 		msg  string
 	}{
-		{"not base64", "eJ*xyz", ErrBase64, "bad base64"},
-		{"bad padding", "eJw", ErrBase64, "bad base64"},
-		{"empty", "", ErrBase64, "empty input"},
-		{"not zlib", base64.StdEncoding.EncodeToString([]byte("K\x01.")), ErrZlib, "bad zlib"},
-		{"truncated zlib", base64.StdEncoding.EncodeToString(truncated), ErrZlib, "bad zlib"},
-		{"zlib checksum", base64.StdEncoding.EncodeToString(badSum), ErrZlib, "bad zlib"},
+		// Python's words (binascii.Error, zlib.error str()).
+		{"not base64", "eJ*xyz", ErrBase64, "Invalid base64-encoded string: number of data characters (5) cannot be 1 more than a multiple of 4"},
+		{"bad padding", "eJw", ErrBase64, "Incorrect padding"},
+		{"empty", "", ErrZlib, "Error -5 while decompressing data: incomplete or truncated stream"},
+		{"not zlib", base64.StdEncoding.EncodeToString([]byte("K\x01.")), ErrZlib, "Error -3 while decompressing data: incorrect header check"},
+		{"truncated zlib", base64.StdEncoding.EncodeToString(truncated), ErrZlib, "Error -5 while decompressing data: incomplete or truncated stream"},
+		{"zlib checksum", base64.StdEncoding.EncodeToString(badSum), ErrZlib, "Error -3 while decompressing data: incorrect data check"},
 		{"bad pickle inside", base64.StdEncoding.EncodeToString(zlibOf(t, []byte("\xff"))), ErrPickle, "unknown opcode 0xff at offset 0"},
 	}
 	for _, c := range cases {

@@ -1,0 +1,1 @@
+"""A package whose submodule a handler path can name by mistake."""

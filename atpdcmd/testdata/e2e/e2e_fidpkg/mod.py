@@ -1,0 +1,2 @@
+def handler(taskStatus, input):
+    taskStatus.storeResponse("e2e_fidpkg.mod.handler", "text/plain")
