@@ -36,7 +36,7 @@ func sqliteConfigName(c testdb.Config) string {
 var sqliteDjangoPattern = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?$`)
 
 // openStore opens a store on the SQLite file at path with c's settings.
-func openSQLiteStore(t testing.TB, path string, opts djangodb.Options) djangodb.Store {
+func openSQLiteStore(t testing.TB, path string, opts djangodb.Options) djangodb.Tracker {
 	t.Helper()
 	s, err := djangodb.OpenSQLite(context.Background(), path, opts)
 	if err != nil {
@@ -47,11 +47,11 @@ func openSQLiteStore(t testing.TB, path string, opts djangodb.Options) djangodb.
 			t.Errorf("close %s: %v", path, err)
 		}
 	})
-	return s
+	return djangodb.TrackerOf(s)
 }
 
 // djangoStore returns a store on a fresh Django-migrated file and the path.
-func sqliteDjangoStore(t testing.TB, c testdb.Config) (djangodb.Store, string) {
+func sqliteDjangoStore(t testing.TB, c testdb.Config) (djangodb.Tracker, string) {
 	t.Helper()
 	path := djangodb.SQLitePath(testdb.SQLite(t, c))
 	return openSQLiteStore(t, path, testdb.Options(c)), path

@@ -14,19 +14,25 @@ var errBadTimestamp = errors.New("bad timestamp")
 // djangoTime converts between instants and the naive text Django's SQLite
 // backend stores in datetime columns: "YYYY-MM-DD HH:MM:SS[.ffffff]", the
 // fraction left out when the microseconds are zero (str(datetime)), never an
-// offset. The text is wall-clock time in loc: UTC under USE_TZ=True, TIME_ZONE
-// under USE_TZ=False. SQLite compares these columns as text, so every
-// parameter compared against them must be produced by format too.
+// offset. The text is wall-clock time in loc: under USE_TZ=True the
+// database's TIME_ZONE or UTC, under USE_TZ=False TIME_ZONE. SQLite
+// compares these columns as text, so every parameter compared against them
+// must be produced by format too.
 type djangoTime struct {
 	loc *time.Location
 }
 
-// newDjangoTime returns the codec Django uses for the given settings.
+// newDjangoTime returns the codec Django uses for the given settings:
+// with USE_TZ the database's TIME_ZONE (UTC when unset), else TIME_ZONE.
 func newDjangoTime(opts Options) djangoTime {
-	if opts.UseTZ || opts.TimeZone == nil {
-		return djangoTime{loc: time.UTC}
+	loc := opts.TimeZone
+	if opts.UseTZ {
+		loc = opts.DBTimeZone
 	}
-	return djangoTime{loc: opts.TimeZone}
+	if loc == nil {
+		loc = time.UTC
+	}
+	return djangoTime{loc: loc}
 }
 
 // format renders t as Django would store it. Sub-microsecond digits are
