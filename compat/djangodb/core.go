@@ -390,7 +390,10 @@ func (s *store) take(ctx context.Context, op string, limit int, fn func(ctx cont
 		}
 		return fn(ctx, tx, run, runs)
 	})
-	if err == nil && started == 0 {
+	switch {
+	case err == nil && taken == 0:
+		err = fmt.Errorf("djangodb: %s: %w", op, ErrQueueEmpty)
+	case err == nil && started == 0:
 		// Committed: the orphan or duplicate rows are gone, so the next
 		// call reaches the tasks behind them.
 		err = fmt.Errorf("djangodb: %s: %w (%d orphan or duplicate task rows dropped)", op, ErrQueueEmpty, taken)

@@ -43,21 +43,25 @@ func (s *store) UnregisterType(ctx context.Context, identifier string, force boo
 	})
 }
 
-func scanType(r interface{ Scan(...any) error }) (TaskType, error) {
-	var t TaskType
-	err := r.Scan(&t.ID, &t.Identifier, &t.Handler, &t.MaxStart, &t.Timeout, &t.TimeRet)
-	return t, err
+// cols lists t's fields in typeColumns order, to scan into.
+func (t *TaskType) cols() []any {
+	return []any{&t.ID, &t.Identifier, &t.Handler, &t.MaxStart, &t.Timeout, &t.TimeRet}
+}
+
+// get scans the one row st returns into dest, on the read pool;
+// ErrNotFound when there is none.
+func (s *store) get(ctx context.Context, op string, st stmt, args []any, dest ...any) error {
+	return s.read(ctx, op, func(ctx context.Context, _ *sql.DB) error {
+		if err := s.one(ctx, nil, st, args, dest...); !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		return ErrNotFound
+	})
 }
 
 func (s *store) Type(ctx context.Context, identifier string) (TaskType, error) {
 	var t TaskType
-	err := s.read(ctx, "type "+identifier, func(ctx context.Context, _ *sql.DB) error {
-		err := s.one(ctx, nil, s.q.typeByName, []any{identifier}, &t.ID, &t.Identifier, &t.Handler, &t.MaxStart, &t.Timeout, &t.TimeRet)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		}
-		return err
-	})
+	err := s.get(ctx, "type "+identifier, s.q.typeByName, []any{identifier}, t.cols()...)
 	return t, err
 }
 
@@ -65,7 +69,8 @@ func (s *store) Types(ctx context.Context) ([]TaskType, error) {
 	var out []TaskType
 	err := s.read(ctx, "list types", func(ctx context.Context, _ *sql.DB) error {
 		return s.run(ctx, nil, s.q.types, nil, func(r *sql.Rows) error {
-			t, err := scanType(r)
+			var t TaskType
+			err := r.Scan(t.cols()...)
 			out = append(out, t)
 			return err
 		})
@@ -132,8 +137,8 @@ func EnqueueMany(ctx context.Context, s Store, typ string, tasks []NewTask, mess
 // other: the instance (timeInsert = timeUpdate), its log record, the
 // input and the waiting task row.
 func (s *store) insert(ctx context.Context, tx *sql.Tx, typ string, tasks []NewTask, message string) ([]int64, error) {
-	var typeID int64
-	if err := s.one(ctx, tx, s.q.typeByName, []any{typ}, &typeID, new(string), new(string), new(int), new(float64), new(float64)); errors.Is(err, sql.ErrNoRows) {
+	var t TaskType
+	if err := s.one(ctx, tx, s.q.typeByName, []any{typ}, t.cols()...); errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("type %s: %w", typ, ErrNotFound)
 	} else if err != nil {
 		return nil, err
@@ -141,9 +146,9 @@ func (s *store) insert(ctx context.Context, tx *sql.Tx, typ string, tasks []NewT
 	base := s.clock.reserve(3 * len(tasks))
 	message = StorableText(message)
 	rows := make([][]any, len(tasks))
-	for k, t := range tasks {
+	for k, task := range tasks {
 		at := base.Add(time.Duration(3*k) * time.Microsecond)
-		rows[k] = []any{typeID, t.Identifier, t.Input, at, at.Add(time.Microsecond), at.Add(2 * time.Microsecond), message}
+		rows[k] = []any{t.ID, task.Identifier, task.Input, at, at.Add(time.Microsecond), at.Add(2 * time.Microsecond), message}
 	}
 	var ids []int64
 	err := s.each(ctx, tx, s.q.insertInstance, rows, func(r *sql.Rows) error {
@@ -160,9 +165,7 @@ func (s *store) insert(ctx context.Context, tx *sql.Tx, typ string, tasks []NewT
 
 func (s *store) QueueStats(ctx context.Context) (QueueStats, error) {
 	st := QueueStats{Max: s.maxQueue}
-	err := s.read(ctx, "queue stats", func(ctx context.Context, _ *sql.DB) error {
-		return s.one(ctx, nil, s.q.queueStats, nil, &st.Waiting, s.at(&st.Oldest))
-	})
+	err := s.get(ctx, "queue stats", s.q.queueStats, nil, &st.Waiting, s.at(&st.Oldest))
 	return st, err
 }
 
@@ -247,28 +250,16 @@ func (s *store) Log(ctx context.Context, id int64) ([]LogRecord, error) {
 
 func (s *store) Response(ctx context.Context, id int64) (Response, error) {
 	var r Response
-	err := s.read(ctx, fmt.Sprintf("response of instance %d", id), func(ctx context.Context, _ *sql.DB) error {
-		var text string
-		err := s.one(ctx, nil, s.q.response, []any{id}, &text, &r.MimeType)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		} else if err != nil {
-			return err
-		}
+	var text string
+	err := s.get(ctx, fmt.Sprintf("response of instance %d", id), s.q.response, []any{id}, &text, &r.MimeType)
+	if err == nil {
 		r.Data, err = DecodeResponse(text)
-		return err
-	})
+	}
 	return r, err
 }
 
 func (s *store) Input(ctx context.Context, id int64) (string, error) {
 	var text string
-	err := s.read(ctx, fmt.Sprintf("input of instance %d", id), func(ctx context.Context, _ *sql.DB) error {
-		err := s.one(ctx, nil, s.q.input, []any{id}, &text)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		}
-		return err
-	})
+	err := s.get(ctx, fmt.Sprintf("input of instance %d", id), s.q.input, []any{id}, &text)
 	return text, err
 }

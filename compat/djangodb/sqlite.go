@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"modernc.org/sqlite"
@@ -110,7 +111,7 @@ func (s *sqliteStore) useWAL(ctx context.Context) error {
 	if err := s.rw.QueryRowContext(ctx, `PRAGMA journal_mode=WAL`).Scan(&mode); err != nil {
 		return err
 	}
-	if !equalFold(mode, "wal") {
+	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("journal mode is %q after asking for WAL", mode)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -39,30 +40,11 @@ func (s Status) Terminal() bool { return s == Finished || s == Failed }
 // ParseStatus accepts a status name (case-insensitive) or its code.
 func ParseStatus(text string) (Status, error) {
 	for i, t := range statusText {
-		if equalFold(t, text) || fmt.Sprint(i) == text {
+		if strings.EqualFold(t, text) || fmt.Sprint(i) == text {
 			return Status(i), nil
 		}
 	}
 	return 0, fmt.Errorf("djangodb: unknown status %q", text)
-}
-
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'a' <= x && x <= 'z' {
-			x -= 'a' - 'A'
-		}
-		if 'a' <= y && y <= 'z' {
-			y -= 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // Log messages the reference daemon writes; kept byte for byte, typo included,

@@ -112,6 +112,11 @@ var cases = []testCase{
 	{"ReenqueueDuringRun", testReenqueueDuringRun},
 	{"RetriedCommit", testRetriedCommit},
 	{"BusyRow", testBusyRow},
+	{"SweepRowError", testSweepRowError},
+	{"UnstickNoScheduled", testUnstickNoScheduled},
+	{"DeleteRetiredBatches", testDeleteRetiredBatches},
+	{"ErrorTexts", testErrorTexts},
+	{"InjectedClock", testInjectedClock},
 }
 
 // Run runs the whole suite against h under every config in Configs.
