@@ -639,46 +639,45 @@ func (s *store) SweepZombies(ctx context.Context, message string) (SweepResult, 
 		return res, err
 	}
 	now := s.clock.now()
-	// One transaction per instance, which locks it and checks again: a
-	// task may have reported in, or another sweeper taken it, since the
-	// listing. A row that fails is reported and the others still swept.
+	// Candidates are listed without locks; each is then handled in a
+	// transaction of its own that locks it and checks again: a task may
+	// have reported in, or another sweeper taken it, since. A row that
+	// fails is reported and the others are still swept.
 	var errs []error
+	// sweep runs fn in a transaction: the instance it reports goes to
+	// the list it names.
+	sweep := func(op string, fn func(ctx context.Context, tx *sql.Tx) (*runRow, *[]InstanceRef, error)) {
+		var r *runRow
+		var to *[]InstanceRef
+		err := s.write(ctx, op, func(ctx context.Context, tx *sql.Tx) (err error) {
+			r, to, err = fn(ctx, tx)
+			return err
+		})
+		if err != nil && ctx.Err() == nil {
+			errs = append(errs, err)
+		} else if err == nil && r != nil {
+			*to = append(*to, r.InstanceRef)
+		}
+	}
 	for _, typ := range types {
 		cut := now.Add(-typ.TimeoutDuration())
 		ids, err := s.readIDs(ctx, "list zombies of type "+typ.Identifier, s.q.zombies, typ.ID, cut)
 		errs = append(errs, err)
 		for _, id := range ids {
-			if err := ctx.Err(); err != nil {
-				return res, errors.Join(append(errs, fmt.Errorf("djangodb: sweep zombies: %w", err))...)
-			}
-			var ref InstanceRef
-			var to Status
-			err := s.write(ctx, fmt.Sprintf("sweep zombie instance %d", id), func(ctx context.Context, tx *sql.Tx) error {
-				to = 0
+			sweep(fmt.Sprintf("sweep zombie instance %d", id), func(ctx context.Context, tx *sql.Tx) (*runRow, *[]InstanceRef, error) {
 				runs, err := s.lockRuns(ctx, tx, []int64{id}, true)
-				r, ok := runs[id]
-				if err != nil || !ok || !r.locked || !r.TimeUpdate.Before(cut) ||
+				r := runs[id]
+				if err != nil || r == nil || !r.locked || !r.TimeUpdate.Before(cut) ||
 					r.Status != Scheduled && r.Status != Running && r.Status != Paused {
-					return err
+					return nil, nil, err
 				}
-				ref, to = r.InstanceRef, Accepted
 				if r.Starts >= r.MaxStart {
-					to = Failed
-					return s.moveTo(ctx, tx, id, to, MaxStartsMessage(r.Starts, r.MaxStart))
+					return r, &res.Failed, s.moveTo(ctx, tx, id, Failed, MaxStartsMessage(r.Starts, r.MaxStart))
 				}
-				return s.moveTo(ctx, tx, id, to, message)
+				return r, &res.Reenqueued, s.moveTo(ctx, tx, id, Accepted, message)
 			})
-			switch {
-			case err != nil:
-				errs = append(errs, err)
-			case to == Failed:
-				res.Failed = append(res.Failed, ref)
-			case to == Accepted:
-				res.Reenqueued = append(res.Reenqueued, ref)
-			}
 		}
 	}
-
 	// Task rows claimed (lock != 0) by a daemon that died before turning
 	// them into SCHEDULED instances. The tracker sets the instance
 	// SCHEDULED with a bare UPDATE (no timeUpdate, no log record) before
@@ -688,41 +687,32 @@ func (s *store) SweepZombies(ctx context.Context, message string) (SweepResult, 
 	tasks, err := s.readIDs(ctx, "list stuck task rows", s.q.stuck, cut)
 	errs = append(errs, err)
 	for _, task := range tasks {
-		if err := ctx.Err(); err != nil {
-			return res, errors.Join(append(errs, fmt.Errorf("djangodb: sweep stuck task rows: %w", err))...)
-		}
-		var ref InstanceRef
-		err := s.write(ctx, fmt.Sprintf("unstick task row %d", task), func(ctx context.Context, tx *sql.Tx) error {
-			ref = InstanceRef{}
+		sweep(fmt.Sprintf("unstick task row %d", task), func(ctx context.Context, tx *sql.Tx) (*runRow, *[]InstanceRef, error) {
 			var instance int64
-			err := s.one(ctx, tx, s.q.takeStuck, []any{task, cut}, &instance)
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil
-			}
-			if err != nil {
-				return err
+			if err := s.one(ctx, tx, s.q.takeStuck, []any{task, cut}, &instance); err != nil {
+				return nil, nil, ignore(err, sql.ErrNoRows)
 			}
 			r, err := s.lockRun(ctx, tx, instance)
-			if errors.Is(err, ErrNotFound) {
-				return nil // the row named no instance; deleting it was all
+			if err != nil || r.Queued {
+				// No instance: deleting the row was all. Waiting again
+				// already: one queue entry is enough.
+				return r, &res.Unstuck, ignore(err, ErrNotFound)
 			}
-			if err != nil {
-				return err
-			}
-			ref = r.InstanceRef
-			if r.Queued {
-				return nil // waiting again already: one queue entry is enough
-			}
-			return s.moveTo(ctx, tx, instance, Accepted, message)
+			return r, &res.Unstuck, s.moveTo(ctx, tx, instance, Accepted, message)
 		})
-		switch {
-		case err != nil:
-			errs = append(errs, err)
-		case ref.ID != 0:
-			res.Unstuck = append(res.Unstuck, ref)
-		}
+	}
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("djangodb: sweep zombies: %w", err))
 	}
 	return res, errors.Join(errs...)
+}
+
+// ignore is err unless it is target.
+func ignore(err, target error) error {
+	if errors.Is(err, target) {
+		return nil
+	}
+	return err
 }
 
 // retireBatch bounds how many instances one retirement transaction deletes.

@@ -13,22 +13,12 @@ import (
 	"github.com/lib/pq"
 )
 
-// The PostgreSQL store shares its tables with Django producers and possibly
-// the original Python daemon, all under READ COMMITTED, so:
-//
-//   - Every status change is one statement (UPDATE of the instance plus the
-//     INSERT of its log record in data-modifying CTEs), atomic on its own.
-//   - Claims use FOR UPDATE SKIP LOCKED: concurrent atpd claimers never wait
-//     for each other, and the reference daemon's `UPDATE ... WHERE lock = 0`
-//     waits for our transaction and then finds the row gone.
-//   - Where several rows are locked, task rows are locked before instance
-//     rows, the order Dequeue needs, so that the two do not deadlock. Where
-//     a task row is touched after an instance row (dropping a claim's
-//     duplicate rows), it is with SKIP LOCKED, which never waits.
-//   - Timestamps are instants from processClock bound as parameters, never
-//     the server's now(): log order must follow the order this process
-//     wrote in, and the columns are timestamptz so the session time zone
-//     does not change what is stored.
+// The PostgreSQL dialect shares its tables with Django producers and
+// possibly the original Python daemon, all under READ COMMITTED (begun
+// explicitly). Timestamps are instants from the store's clock bound as
+// parameters, never the server's now(): log order must follow the order
+// this process wrote in, and the columns are timestamptz so the session
+// time zone does not change what is stored. Its SQL is in postgres_sql.go.
 
 // pgTimeout bounds each call to the database (one statement or one short
 // transaction). Nothing here should take more than milliseconds; the bound

@@ -782,3 +782,37 @@ func BenchmarkSQLiteLifecycle(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
 }
+
+// TestSQLiteDatabaseTimeZone: with USE_TZ and a database TIME_ZONE
+// (DATABASES[alias]['TIME_ZONE']), Django stores naive local time of that
+// zone, not UTC; the store writes and reads it the same way.
+func TestSQLiteDatabaseTimeZone(t *testing.T) {
+	vienna, err := time.LoadLocation("Europe/Vienna")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := djangodb.SQLitePath(testdb.SQLite(t, sqliteUTC))
+	opts := testdb.Options(sqliteUTC)
+	opts.DBTimeZone = vienna
+	s := openSQLiteStore(t, path, opts)
+	ctx := t.Context()
+	if _, err := s.RegisterType(ctx, djangodb.TypeSpec{Identifier: "T", Handler: "h.h"}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.Enqueue(ctx, "T", "a", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := s.Instance(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	if err := sqliteRaw(t, path).QueryRowContext(ctx, `SELECT CAST("timeInsert" AS TEXT) FROM processes_instance WHERE id = ?`, id).Scan(&text); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := time.ParseInLocation("2006-01-02 15:04:05.999999", text, vienna)
+	if err != nil || !stored.Equal(in.TimeInsert) || !sqliteDjangoPattern.MatchString(text) {
+		t.Errorf("stored %q (%v, %v), want Vienna's wall clock of %v", text, stored, err, in.TimeInsert)
+	}
+}

@@ -77,13 +77,13 @@ func (t *store) Start(ctx context.Context, id int64, message string) (StartedTas
 		if err != nil {
 			return err
 		}
-		r, err := t.lockRun(ctx, tx, id)
-		if err != nil {
-			return err
-		}
+		r, err := t.lockRun(ctx, tx, id) // the starts, counted again
 		st = got[id]
-		st.StartedAt, st.Starts = tus[0].In(t.loc), r.Starts
-		return nil
+		st.StartedAt = tus[0].In(t.loc)
+		if r != nil {
+			st.Starts = r.Starts
+		}
+		return err
 	})
 	return st, err
 }
