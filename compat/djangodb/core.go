@@ -548,28 +548,25 @@ func (s *store) completeRound(ctx context.Context, tx *sql.Tx, cs []Completion, 
 		for _, i := range owned {
 			c := cs[i]
 			var w Write
-			switch {
-			case layer < len(c.Writes):
+			write := layer < len(c.Writes)
+			if write {
 				w = c.Writes[layer]
-			case layer == len(c.Writes):
+			} else if layer == len(c.Writes) {
 				// stopTaskSuccessIfNotFinished leaves an ended instance
-				// alone; the row is locked, so its status is the one
-				// followed here.
-				w, ifNotTerminal, ok := c.outcomeWrite()
-				if !ok || ifNotTerminal && res[i].Status.Terminal() {
-					continue
-				}
-				res[i].Wrote = true
-				changes, changed = append(changes, change{c.InstanceID, w.Status, w.Message}), append(changed, i)
-				continue
-			default:
-				continue
+				// alone; the row is locked, so the status followed here
+				// is the instance's.
+				var ifNotTerminal bool
+				w, ifNotTerminal, write = c.outcomeWrite()
+				write = write && !(ifNotTerminal && res[i].Status.Terminal())
+				res[i].Wrote = write
 			}
-			if w.IsResponse {
+			switch {
+			case !write:
+			case w.IsResponse:
 				responses = append(responses, []any{c.InstanceID, encoded[i][layer], StorableText(w.MimeType)})
-				continue
+			default:
+				changes, changed = append(changes, change{c.InstanceID, w.Status, w.Message}), append(changed, i)
 			}
-			changes, changed = append(changes, change{c.InstanceID, w.Status, w.Message}), append(changed, i)
 		}
 		if err := s.each(ctx, tx, s.q.setResponse, responses, nil); err != nil {
 			return err
