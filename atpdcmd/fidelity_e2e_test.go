@@ -1,4 +1,4 @@
-package main
+package atpdcmd
 
 import (
 	"encoding/base64"

@@ -134,6 +134,9 @@ type Config struct {
 	// how timestamps are stored. TimeZone "" means UTC; "Local" the host's.
 	UseTZ    bool
 	TimeZone string
+	// DBTimeZone is the database's own TIME_ZONE from the Django settings
+	// (DATABASES[alias]['TIME_ZONE']), "" for none; it counts with USE_TZ.
+	DBTimeZone string
 	// Executors chooses how handlers run, per exact dotted path or per
 	// prefix ending in ".": "cpython", "embedded" (gpython) or "go". A Go
 	// handler registered for a path always wins.
@@ -362,7 +365,13 @@ func (c Config) StoreOptions() (djangodb.Options, error) {
 	if err != nil {
 		return djangodb.Options{}, err
 	}
-	return djangodb.Options{MaxQueueSize: c.MaxQueueSize, UseTZ: c.UseTZ, TimeZone: loc, SQLiteWAL: c.SQLiteWAL}, nil
+	opts := djangodb.Options{MaxQueueSize: c.MaxQueueSize, UseTZ: c.UseTZ, TimeZone: loc, SQLiteWAL: c.SQLiteWAL}
+	if c.DBTimeZone != "" {
+		if opts.DBTimeZone, err = loadLocation(c.DBTimeZone); err != nil {
+			return djangodb.Options{}, fmt.Errorf("config: database TIME_ZONE %q: %w", c.DBTimeZone, err)
+		}
+	}
+	return opts, nil
 }
 
 // Level returns LogLevel parsed.

@@ -78,6 +78,10 @@ type DjangoSettings struct {
 	// time zone, as Django does).
 	TimeZone string
 	UseTZ    bool
+	// DBTimeZone is the alias's DATABASES[alias]['TIME_ZONE'], "" when
+	// unset: with USE_TZ, the zone SQLite's naive timestamps are in and
+	// PostgreSQL's connection time zone.
+	DBTimeZone string
 }
 
 // Engines atpd can talk to, by the store they map to.
@@ -193,6 +197,7 @@ func ReadDjangoSettings(ctx context.Context, python string, pythonPath []string,
 		Options        map[string]any `json:"options"`
 		SkippedOptions []string       `json:"skipped_options"`
 		TimeZone       *string        `json:"time_zone"`
+		DBTimeZone     *string        `json:"db_time_zone"`
 		UseTZ          bool           `json:"use_tz"`
 	}
 	line, found := lastMarked(stdout.Bytes())
@@ -235,6 +240,9 @@ func ReadDjangoSettings(ctx context.Context, python string, pythonPath []string,
 	}
 	if out.TimeZone != nil {
 		s.TimeZone = *out.TimeZone
+	}
+	if out.DBTimeZone != nil {
+		s.DBTimeZone = *out.DBTimeZone
 	}
 	return s, nil
 }
@@ -293,6 +301,9 @@ func (c *Config) ApplyDjango(ctx context.Context) (*DjangoSettings, []string, er
 	}
 	if c.Source(KeyTimeZone) == SourceDefault {
 		c.TimeZone, c.Sources[KeyTimeZone] = s.TimeZone, SourceDjango
+	}
+	if c.Source(KeyUseTZ) == SourceDjango {
+		c.DBTimeZone = s.DBTimeZone
 	}
 	return &s, ignored, nil
 }

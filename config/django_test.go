@@ -195,6 +195,17 @@ func TestDjangoSettingsFixtures(t *testing.T) {
 			t.Errorf("libpq sees %s\nwant        %s", kv, want)
 		}
 	})
+	t.Run("database TIME_ZONE", func(t *testing.T) {
+		c := config.Defaults()
+		c.Python, c.PythonPath, c.Settings = testdb.Python(t), []string{fixtures}, "dbtz_settings"
+		if _, _, err := c.ApplyDjango(context.Background()); err != nil {
+			t.Fatalf("ApplyDjango: %v", err)
+		}
+		opts, err := c.StoreOptions()
+		if err != nil || c.DBTimeZone != "Europe/Vienna" || !opts.UseTZ || opts.DBTimeZone == nil || opts.DBTimeZone.String() != "Europe/Vienna" {
+			t.Errorf("DBTimeZone %q, store options %+v, %v; want Europe/Vienna under USE_TZ", c.DBTimeZone, opts, err)
+		}
+	})
 	t.Run("missing alias", func(t *testing.T) {
 		_, err := readSettings(t, []string{fixtures}, "noisy_settings", "nope")
 		if !errors.Is(err, config.ErrDjangoSettings) || !strings.Contains(err.Error(), `'nope'`) || !strings.Contains(err.Error(), "default, queue") {

@@ -65,6 +65,7 @@ def main():
         "options": options,
         "skipped_options": skipped,
         "time_zone": time_zone,
+        "db_time_zone": db.get("TIME_ZONE"),
         "use_tz": use_tz,
     })
     return 0

@@ -231,7 +231,7 @@ func (w *watchStore) Dequeue(ctx context.Context, serverID int64, limit int, mes
 	if w.beforeDequeue != nil {
 		w.beforeDequeue(limit)
 	}
-	ids, err := w.Store.Dequeue(ctx, serverID, limit, message)
+	ids, err := djangodb.TrackerOf(w.Store).Dequeue(ctx, serverID, limit, message)
 	w.note(func() {
 		w.dequeues = append(w.dequeues, limit)
 		for _, id := range ids {
@@ -287,7 +287,7 @@ func (w *watchStore) Complete(ctx context.Context, cs []djangodb.Completion) ([]
 }
 
 func (w *watchStore) Start(ctx context.Context, id int64, message string) (djangodb.StartedTask, error) {
-	st, err := w.Store.Start(ctx, id, message)
+	st, err := djangodb.TrackerOf(w.Store).Start(ctx, id, message)
 	if err == nil {
 		w.note(func() { w.status[id] = djangodb.Running; w.starts[id]++ })
 	}
@@ -295,7 +295,7 @@ func (w *watchStore) Start(ctx context.Context, id int64, message string) (djang
 }
 
 func (w *watchStore) SetStatus(ctx context.Context, id int64, s djangodb.Status, message string) error {
-	err := w.Store.SetStatus(ctx, id, s, message)
+	err := djangodb.TrackerOf(w.Store).SetStatus(ctx, id, s, message)
 	if err == nil {
 		w.note(func() { w.set(id, s) })
 	}
@@ -303,7 +303,7 @@ func (w *watchStore) SetStatus(ctx context.Context, id int64, s djangodb.Status,
 }
 
 func (w *watchStore) FinishIfNotFinished(ctx context.Context, id int64, message string) (bool, error) {
-	wrote, err := w.Store.FinishIfNotFinished(ctx, id, message)
+	wrote, err := djangodb.TrackerOf(w.Store).FinishIfNotFinished(ctx, id, message)
 	switch {
 	case err == nil && wrote:
 		w.note(func() { w.set(id, djangodb.Finished) })
@@ -314,7 +314,7 @@ func (w *watchStore) FinishIfNotFinished(ctx context.Context, id int64, message 
 }
 
 func (w *watchStore) Reenqueue(ctx context.Context, id int64, message string) error {
-	err := w.Store.Reenqueue(ctx, id, message)
+	err := djangodb.TrackerOf(w.Store).Reenqueue(ctx, id, message)
 	if err == nil {
 		w.note(func() { w.status[id] = djangodb.Accepted })
 	}

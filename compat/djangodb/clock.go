@@ -5,37 +5,40 @@ import (
 	"time"
 )
 
-// clock hands out timestamps at Django's precision (microseconds) that are
-// strictly increasing within this process. getTaskLog orders a task's records
-// by time alone, so two records written in the same microsecond would come
-// back in an undefined order.
-type clock struct {
+// Clock is where a store's timestamps come from (Options.Clock): the
+// system clock unless a test sets the time.
+type Clock interface {
+	Now() time.Time
+}
+
+// ticks hands out timestamps at Django's precision (microseconds) that are
+// strictly increasing: getTaskLog orders a task's records by time alone,
+// so two records written in the same microsecond would come back in an
+// undefined order. Stores on the system clock share processClock, so that
+// this holds across the stores of a process.
+type ticks struct {
 	mu   sync.Mutex
 	last time.Time
+	src  Clock // nil: time.Now
 }
 
-var processClock clock
+var processClock ticks
 
 // now returns the current time truncated to microseconds, at least one
-// microsecond after the previous call.
-func (c *clock) now() time.Time {
-	t := time.Now().Truncate(time.Microsecond)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !t.After(c.last) {
-		t = c.last.Add(time.Microsecond)
-	}
-	c.last = t
-	return t
-}
+// microsecond after the previous tick.
+func (c *ticks) now() time.Time { return c.reserve(1) }
 
 // reserve hands out n consecutive ticks at once and returns the first; the
-// caller uses first + i µs for i < n. Batch statements compute their
-// timestamps from it in SQL instead of binding one parameter per row, and
-// the order of the ticks is the order in which the rows are meant to have
-// been written.
-func (c *clock) reserve(n int) time.Time {
-	t := time.Now().Truncate(time.Microsecond)
+// caller uses first + i µs for i < n, in the order in which the rows are
+// meant to have been written.
+func (c *ticks) reserve(n int) time.Time {
+	var t time.Time
+	if c.src != nil {
+		t = c.src.Now()
+	} else {
+		t = time.Now()
+	}
+	t = t.Round(0).Truncate(time.Microsecond)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !t.After(c.last) {

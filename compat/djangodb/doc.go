@@ -9,8 +9,9 @@
 // deletes emulate Django's Python-side cascade, and timestamps are written in
 // the exact form Django writes for the configured USE_TZ and TIME_ZONE.
 //
-// Store is the one interface; there is one implementation per database
-// (PostgreSQL through lib/pq, SQLite through modernc.org/sqlite) and dialect
-// SQL never leaves its implementation. The storetest package holds the
-// conformance suite both implementations must pass.
+// Store is the one interface and core*.go its one implementation: every ATP
+// rule is written there once, over single-purpose statements that each
+// database's dialect supplies (PostgreSQL through lib/pq, SQLite through
+// modernc.org/sqlite; their SQL is in postgres_sql.go and sqlite_sql.go).
+// The storetest package holds the conformance suite both must pass.
 package djangodb

@@ -185,7 +185,7 @@ func TestPostgresConcurrentClaims(t *testing.T) {
 	}
 }
 
-func dequeueAll(ctx context.Context, s djangodb.Store, server int64, limit int) ([]int64, error) {
+func dequeueAll(ctx context.Context, s djangodb.Tracker, server int64, limit int) ([]int64, error) {
 	var out []int64
 	for {
 		ids, err := s.Dequeue(ctx, server, limit, "")

@@ -44,7 +44,7 @@ var postgresHarness = storetest.Harness{
 	},
 }
 
-func openPostgres(t testing.TB, dsn string, opts djangodb.Options) djangodb.Store {
+func openPostgres(t testing.TB, dsn string, opts djangodb.Options) djangodb.Tracker {
 	t.Helper()
 	s, err := djangodb.OpenPostgres(t.Context(), dsn, opts)
 	if err != nil {
@@ -55,7 +55,7 @@ func openPostgres(t testing.TB, dsn string, opts djangodb.Options) djangodb.Stor
 			t.Errorf("close postgres store: %v", err)
 		}
 	})
-	return s
+	return djangodb.TrackerOf(s)
 }
 
 func TestPostgresConformance(t *testing.T) {

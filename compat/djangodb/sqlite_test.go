@@ -36,7 +36,7 @@ func sqliteConfigName(c testdb.Config) string {
 var sqliteDjangoPattern = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?$`)
 
 // openStore opens a store on the SQLite file at path with c's settings.
-func openSQLiteStore(t testing.TB, path string, opts djangodb.Options) djangodb.Store {
+func openSQLiteStore(t testing.TB, path string, opts djangodb.Options) djangodb.Tracker {
 	t.Helper()
 	s, err := djangodb.OpenSQLite(context.Background(), path, opts)
 	if err != nil {
@@ -47,11 +47,11 @@ func openSQLiteStore(t testing.TB, path string, opts djangodb.Options) djangodb.
 			t.Errorf("close %s: %v", path, err)
 		}
 	})
-	return s
+	return djangodb.TrackerOf(s)
 }
 
 // djangoStore returns a store on a fresh Django-migrated file and the path.
-func sqliteDjangoStore(t testing.TB, c testdb.Config) (djangodb.Store, string) {
+func sqliteDjangoStore(t testing.TB, c testdb.Config) (djangodb.Tracker, string) {
 	t.Helper()
 	path := djangodb.SQLitePath(testdb.SQLite(t, c))
 	return openSQLiteStore(t, path, testdb.Options(c)), path
@@ -781,4 +781,38 @@ func BenchmarkSQLiteLifecycle(b *testing.B) {
 		i += n
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+}
+
+// TestSQLiteDatabaseTimeZone: with USE_TZ and a database TIME_ZONE
+// (DATABASES[alias]['TIME_ZONE']), Django stores naive local time of that
+// zone, not UTC; the store writes and reads it the same way.
+func TestSQLiteDatabaseTimeZone(t *testing.T) {
+	vienna, err := time.LoadLocation("Europe/Vienna")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := djangodb.SQLitePath(testdb.SQLite(t, sqliteUTC))
+	opts := testdb.Options(sqliteUTC)
+	opts.DBTimeZone = vienna
+	s := openSQLiteStore(t, path, opts)
+	ctx := t.Context()
+	if _, err := s.RegisterType(ctx, djangodb.TypeSpec{Identifier: "T", Handler: "h.h"}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.Enqueue(ctx, "T", "a", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := s.Instance(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	if err := sqliteRaw(t, path).QueryRowContext(ctx, `SELECT CAST("timeInsert" AS TEXT) FROM processes_instance WHERE id = ?`, id).Scan(&text); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := time.ParseInLocation("2006-01-02 15:04:05.999999", text, vienna)
+	if err != nil || !stored.Equal(in.TimeInsert) || !sqliteDjangoPattern.MatchString(text) {
+		t.Errorf("stored %q (%v, %v), want Vienna's wall clock of %v", text, stored, err, in.TimeInsert)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -39,30 +40,11 @@ func (s Status) Terminal() bool { return s == Finished || s == Failed }
 // ParseStatus accepts a status name (case-insensitive) or its code.
 func ParseStatus(text string) (Status, error) {
 	for i, t := range statusText {
-		if equalFold(t, text) || fmt.Sprint(i) == text {
+		if strings.EqualFold(t, text) || fmt.Sprint(i) == text {
 			return Status(i), nil
 		}
 	}
 	return 0, fmt.Errorf("djangodb: unknown status %q", text)
-}
-
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'a' <= x && x <= 'z' {
-			x -= 'a' - 'A'
-		}
-		if 'a' <= y && y <= 'z' {
-			y -= 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // Log messages the reference daemon writes; kept byte for byte, typo included,
@@ -238,6 +220,15 @@ type Options struct {
 	// PostgreSQL uses. A nil TimeZone means UTC.
 	UseTZ    bool
 	TimeZone *time.Location
+	// DBTimeZone is the database's own DATABASES[alias]['TIME_ZONE']
+	// (Django ignores it without USE_TZ): SQLite's timestamps are then
+	// naive local time of that zone instead of UTC, and it is PostgreSQL's
+	// session time zone. Nil means UTC.
+	DBTimeZone *time.Location
+	// Clock is where timestamps come from; nil is the system clock.
+	// Timestamps stay strictly increasing, one microsecond apart at least,
+	// whatever the clock says.
+	Clock Clock
 	// BusyTimeout bounds how long SQLite waits for a lock held by another
 	// connection; 0 means 5 s, Django's default.
 	BusyTimeout time.Duration
@@ -281,23 +272,18 @@ type Store interface {
 	QueueStats(ctx context.Context) (QueueStats, error)
 	MaxQueueSize() int
 
-	// Dequeue claims up to limit waiting tasks for serverID in one
-	// transaction: each instance becomes SCHEDULED with a log record and its
-	// task row is deleted. Tasks locked by other claimers are skipped. An
-	// instance is never claimed while SCHEDULED or RUNNING (a twin row taken
-	// by another claimer); the waiting rows of every instance it saw are
-	// dropped as duplicates, so one instance runs once at a time. A waiting
-	// row of a FINISHED or FAILED instance is a request to run it again (a
-	// producer's re-enqueue), as the reference daemon treats it.
-	// ErrQueueEmpty when nothing could be claimed.
-	Dequeue(ctx context.Context, serverID int64, limit int, message string) ([]int64, error)
-	// Start sets RUNNING and returns the task's parameters and input text.
-	Start(ctx context.Context, id int64, message string) (StartedTask, error)
-	// Claim is Dequeue followed by Start for every claimed task, in one
-	// transaction: up to limit waiting tasks become SCHEDULED and then
-	// RUNNING, each with its two log records (message on both), and are
-	// returned in queue order. The rows are those Dequeue and Start would
-	// have written. ErrQueueEmpty when nothing could be claimed.
+	// Claim claims up to limit waiting tasks for serverID in one
+	// transaction: each instance becomes SCHEDULED and then RUNNING, each
+	// with its log record (message on both), and its task row is deleted;
+	// they are returned in queue order. Tasks locked by other claimers are
+	// skipped. An instance is never claimed while SCHEDULED or RUNNING (a
+	// twin row taken by another claimer); the waiting rows of every
+	// instance it saw are dropped as duplicates, so one instance runs once
+	// at a time. A waiting row of a FINISHED or FAILED instance is a
+	// request to run it again (a producer's re-enqueue), as the reference
+	// daemon treats it. The rows are those the tracker's dequeue and
+	// startTask write (see Tracker). ErrQueueEmpty when nothing could be
+	// claimed.
 	Claim(ctx context.Context, serverID int64, limit int, message string) ([]StartedTask, error)
 	// Complete applies, in one transaction, each completion's writes in
 	// order and then its outcome (see Completion), each only while its
@@ -308,15 +294,6 @@ type Store interface {
 	// does not keep the others from being written, nor waits for them; an
 	// error return means nothing was.
 	Complete(ctx context.Context, cs []Completion) ([]CompletionResult, error)
-	// SetStatus is stopTaskSuccess, stopTaskFailure, pauseTask and resumeTask.
-	SetStatus(ctx context.Context, id int64, status Status, message string) error
-	// FinishIfNotFinished is stopTaskSuccessIfNotFinished; it reports whether
-	// it wrote FINISHED.
-	FinishIfNotFinished(ctx context.Context, id int64, message string) (bool, error)
-	SetResponse(ctx context.Context, id int64, data []byte, mimeType string) error
-	// Reenqueue sets ACCEPTED with a log record and inserts a waiting task row,
-	// regardless of the queue limit.
-	Reenqueue(ctx context.Context, id int64, message string) error
 	// Release gives up a run the caller started, in one transaction and
 	// only if the run is still the caller's: the instance is RUNNING or
 	// PAUSED, its start count (as StartedTask.Starts counts) still equals

@@ -112,6 +112,11 @@ var cases = []testCase{
 	{"ReenqueueDuringRun", testReenqueueDuringRun},
 	{"RetriedCommit", testRetriedCommit},
 	{"BusyRow", testBusyRow},
+	{"SweepRowError", testSweepRowError},
+	{"UnstickNoScheduled", testUnstickNoScheduled},
+	{"DeleteRetiredBatches", testDeleteRetiredBatches},
+	{"ErrorTexts", testErrorTexts},
+	{"InjectedClock", testInjectedClock},
 }
 
 // Run runs the whole suite against h under every config in Configs.
@@ -139,7 +144,7 @@ type env struct {
 	h     Harness
 	c     testdb.Config
 	ctx   context.Context
-	store djangodb.Store
+	store djangodb.Tracker // the store under test, with its step-by-step API
 	dsn   string
 	db    *sql.DB
 }
@@ -147,18 +152,18 @@ type env struct {
 func newEnv(t *testing.T, h Harness, c testdb.Config) *env {
 	t.Helper()
 	s, dsn := h.New(t, c)
-	return &env{t: t, h: h, c: c, ctx: t.Context(), store: s, dsn: dsn, db: h.DB(t, dsn)}
+	return &env{t: t, h: h, c: c, ctx: t.Context(), store: djangodb.TrackerOf(s), dsn: dsn, db: h.DB(t, dsn)}
 }
 
 // open returns a second store on the same database, with opts.
-func (e *env) open(opts djangodb.Options) djangodb.Store {
+func (e *env) open(opts djangodb.Options) djangodb.Tracker {
 	e.t.Helper()
 	s, err := djangodb.Open(e.ctx, e.dsn, opts)
 	if err != nil {
 		e.t.Fatalf("open second store on %s: %v", djangodb.RedactDSN(e.dsn), err)
 	}
 	e.t.Cleanup(func() { s.Close() })
-	return s
+	return djangodb.TrackerOf(s)
 }
 
 func (e *env) register(identifier string, timeout, timeret float64, maxrestart int) djangodb.TaskType {

@@ -193,7 +193,7 @@ func testSweepConcurrent(t *testing.T, e *env) {
 		ids[i] = e.running("Z", "z"+string(rune('a'+i)))
 		e.age(ids[i], time.Hour)
 	}
-	stores := []djangodb.Store{e.store, e.open(testdb.Options(e.c)), e.open(testdb.Options(e.c))}
+	stores := []djangodb.Tracker{e.store, e.open(testdb.Options(e.c)), e.open(testdb.Options(e.c))}
 	results := make([]djangodb.SweepResult, len(stores))
 	errs := make([]error, len(stores))
 	var start, done sync.WaitGroup
