@@ -62,10 +62,12 @@ var pgSQL = statements{
 	insertWaiting: stmt{`INSERT INTO processes_task (instance_id, "time", "lock")
 		SELECT id, t, 0 FROM unnest($1::bigint[], $2::timestamptz[]) WITH ORDINALITY AS v(id, t, n) ORDER BY n`},
 	// An instance's response is one row; an existing one is updated in
-	// place, keeping its id as Django's save() does.
+	// place, keeping its id as Django's save() does and its first MIME
+	// type as the original's setTaskResponse did (ATP-SPEC section 4: it
+	// assigns a misspelt attribute, so the type never changes).
 	setResponse: stmt{`INSERT INTO processes_response (instance_id, response, "mimeType")
 		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])
-		ON CONFLICT (instance_id) DO UPDATE SET response = excluded.response, "mimeType" = excluded."mimeType"`},
+		ON CONFLICT (instance_id) DO UPDATE SET response = excluded.response`},
 	startRun: stmt{`WITH v AS (
 			SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::text[])
 				WITH ORDINALITY AS v(id, ts, tu, tr, msg, n)

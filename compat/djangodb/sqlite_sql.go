@@ -34,7 +34,7 @@ var sqliteSQL = statements{
 	},
 	insertWaiting: stmt{`INSERT INTO processes_task (instance_id, "time", "lock") VALUES ($1, $2, 0)`},
 	setResponse: stmt{`INSERT INTO processes_response (instance_id, response, "mimeType") VALUES ($1, $2, $3)
-		ON CONFLICT (instance_id) DO UPDATE SET response = excluded.response, "mimeType" = excluded."mimeType"`},
+		ON CONFLICT (instance_id) DO UPDATE SET response = excluded.response`},
 	startRun: stmt{
 		`INSERT INTO processes_logrecord (instance_id, "time", status, message) VALUES ($1, $2, 2, $5)`,
 		`UPDATE processes_instance SET status = 3, "timeUpdate" = $3 WHERE id = $1`,

@@ -629,8 +629,8 @@ func TestSQLiteDeleteCascades(t *testing.T) {
 	if err := s.SetResponse(ctx, a, []byte("r2"), "application/json"); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := s.Response(ctx, a); err != nil || string(r.Data) != "r2" || r.MimeType != "application/json" {
-		t.Errorf("replaced response = %+v, %v; want r2 application/json", r, err)
+	if r, err := s.Response(ctx, a); err != nil || string(r.Data) != "r2" || r.MimeType != "text/plain" {
+		t.Errorf("replaced response = %+v, %v; want r2 with its first type, text/plain", r, err)
 	}
 	if err := s.UnregisterType(ctx, "X", false); !errors.Is(err, djangodb.ErrProtected) {
 		t.Errorf("unregister with instances = %v, want ErrProtected", err)
