@@ -323,7 +323,7 @@ func (d *Daemon) loop() {
 		// task a cancelled handler has just re-enqueued.
 		select {
 		case <-d.stopping:
-			d.release(slots)
+			d.freeSlots(slots)
 			return
 		default:
 		}
@@ -336,7 +336,7 @@ func (d *Daemon) loop() {
 		sts, err := d.claim(len(slots))
 		switch {
 		case errors.Is(err, djangodb.ErrQueueEmpty):
-			d.release(slots)
+			d.freeSlots(slots)
 			backoff, lost = retryBackoffMin, 0
 			if time.Since(d.lastSweepTime()) >= d.cfg.SweepIdleMin {
 				d.triggerSweep()
@@ -349,7 +349,7 @@ func (d *Daemon) loop() {
 			// goes at once, later ones after a short backoff. A database
 			// that is down refuses new connections instead, which is the
 			// case below.
-			d.release(slots)
+			d.freeSlots(slots)
 			wait := lostBackoff(lost)
 			lost++
 			d.log.Warn("ATPD: lost the database connection while pulling tasks; retrying on a new one",
@@ -359,7 +359,7 @@ func (d *Daemon) loop() {
 			}
 			continue
 		case err != nil:
-			d.release(slots)
+			d.freeSlots(slots)
 			lost = 0
 			d.log.Warn("ATPD: cannot pull tasks from the queue; retrying",
 				"error", err, "retry_in", backoff)
@@ -460,11 +460,11 @@ func (d *Daemon) dispatch(sts []djangodb.StartedTask, slots []int) {
 		go d.runTask(slots[i], st)
 	}
 	if len(sts) < len(slots) {
-		d.release(slots[len(sts):])
+		d.freeSlots(slots[len(sts):])
 	}
 }
 
-func (d *Daemon) release(slots []int) {
+func (d *Daemon) freeSlots(slots []int) {
 	for _, s := range slots {
 		d.free <- s
 	}
