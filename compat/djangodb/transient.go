@@ -74,6 +74,14 @@ func Transient(err error) bool {
 // same cause most likely, when it sees one. ConnectionLost implies
 // Transient.
 //
+// A server that turned read-only under the connection (SQLSTATE 25006,
+// "cannot execute ... in a read-only transaction": a primary demoted to a
+// standby behind a pooler, or fenced with default_transaction_read_only)
+// counts as lost too: the connection will never write again, and a new one
+// made with target_session_attrs=read-write finds the primary that will.
+// No write of a read-only transaction can have committed, so trying the
+// transaction again is safe.
+//
 // A connection that cannot be made (refused, a timeout, the server
 // starting up or shutting down: 57P03) is not a lost one: that is an
 // outage, to be waited out with backoff.
@@ -94,7 +102,8 @@ func ConnectionLost(err error) bool {
 			"57P05", // idle_session_timeout
 			"25P03", // idle_in_transaction_session_timeout
 			"08003", // connection_does_not_exist
-			"08006": // connection_failure
+			"08006", // connection_failure
+			"25006": // read_only_sql_transaction: the server is (now) a standby
 			return true
 		}
 	}
