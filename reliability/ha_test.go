@@ -3,6 +3,7 @@ package reliability
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lib/pq"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/producer"
@@ -348,6 +351,25 @@ func TestPostgresFailover(t *testing.T) {
 	waitStreaming(t, sqlB, 1)
 	if rec, err := queryOne[bool](t, sqlA, `SELECT pg_is_in_recovery()`); err != nil || !rec {
 		t.Fatalf("old primary in recovery: %v, %v; want true", rec, err)
+	}
+	// What a store connected to the standby gets for its writes (a primary
+	// demoted under a pooler answers the same): a lost connection, to be
+	// replaced by one to the primary, not a permanent refusal.
+	standbyStore, err := djangodb.Open(ctx, a.url("atpd_ha"), djangodb.Options{UseTZ: cfg.UseTZ})
+	if err != nil {
+		t.Fatalf("store on the standby: %v", err)
+	}
+	_, errTx := standbyStore.Enqueue(ctx, "Ledger", "standby-tx", input, "")
+	_, errStmt := standbyStore.RegisterType(ctx, djangodb.TypeSpec{Identifier: "standby-stmt", Handler: ledgerHandler})
+	standbyStore.Close()
+	for what, err := range map[string]error{"transaction": errTx, "statement": errStmt} {
+		var pe *pq.Error
+		if errors.As(err, &pe) {
+			t.Logf("standby refuses a write %s: %v (routine %s)", what, err, pe.Routine)
+		}
+		if err == nil || !djangodb.ConnectionLost(err) {
+			t.Errorf("a write %s on the standby: %v; want a lost connection", what, err)
+		}
 	}
 	// Cut every daemon session, so that each reconnects through the list:
 	// the standby first.

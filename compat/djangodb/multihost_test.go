@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"strconv"
@@ -205,6 +206,75 @@ func TestRedactMultiHostDSN(t *testing.T) {
 	} {
 		if got := djangodb.RedactDSN(dsn); strings.Contains(got, "secret") {
 			t.Errorf("RedactDSN(%q) = %q", dsn, got)
+		}
+	}
+}
+
+// TestReadOnlyConnectionReplaced: a pooled connection whose server turned
+// read-only (here: the session made read-only behind the store's back, as
+// a primary demoted under a pooler answers) is dropped at the first
+// refused write, and the next write gets a new connection.
+func TestReadOnlyConnectionReplaced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	cfg := testdb.Config{UseTZ: true}
+	dsn := testdb.Postgres(t, cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	s, err := djangodb.Open(ctx, dsn, testdb.Options(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.RegisterType(ctx, djangodb.TypeSpec{Identifier: "RO", Handler: "x.y"}); err != nil {
+		t.Fatal(err)
+	}
+	pool := djangodb.PostgresPool(s)
+	pool.SetMaxOpenConns(1)
+	readOnly := func() {
+		t.Helper()
+		c, err := pool.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.ExecContext(ctx, `SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// (The store's transactions say READ WRITE, which a primary grants
+	// whatever the session's default: only a real standby refuses them, as
+	// TestPostgresFailover in reliability/ checks. A single statement
+	// follows the session's default.) The store does not retry a single
+	// statement (the daemon retries what is Transient), but it drops the
+	// read-only connection.
+	readOnly()
+	_, err = s.RegisterType(ctx, djangodb.TypeSpec{Identifier: "RO2", Handler: "x.y"})
+	if !djangodb.ConnectionLost(err) {
+		t.Fatalf("write on a read-only connection: %v; want a lost connection", err)
+	}
+	if _, err := s.RegisterType(ctx, djangodb.TypeSpec{Identifier: "RO2", Handler: "x.y"}); err != nil {
+		t.Fatalf("write after the read-only connection was lost: %v; want it on a new connection", err)
+	}
+}
+
+// TestStandbyRefusalIsConnectionLost: a standby refuses BEGIN ... READ
+// WRITE with 0A000 from the check of transaction_read_only; that counts as
+// a lost connection, other unsupported features stay permanent.
+func TestStandbyRefusalIsConnectionLost(t *testing.T) {
+	standby := &pq.Error{Code: "0A000", Message: "cannot set transaction read-write mode during recovery", Routine: "call_bool_check_hook"}
+	translated := &pq.Error{Code: "0A000", Message: "…", Routine: "call_bool_check_hook"}
+	other := &pq.Error{Code: "0A000", Message: "cannot use subquery in index predicate", Routine: "transformSubLink"}
+	for _, c := range []struct {
+		err  error
+		lost bool
+	}{{standby, true}, {fmt.Errorf("wrapped: %w", translated), true}, {other, false}} {
+		if got := djangodb.ConnectionLost(c.err); got != c.lost {
+			t.Errorf("ConnectionLost(%v) = %v, want %v", c.err, got, c.lost)
+		}
+		if got := djangodb.Transient(c.err); got != c.lost {
+			t.Errorf("Transient(%v) = %v, want %v", c.err, got, c.lost)
 		}
 	}
 }

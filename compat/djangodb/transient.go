@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 
 	"github.com/lib/pq"
@@ -79,6 +80,9 @@ func Transient(err error) bool {
 // standby behind a pooler, or fenced with default_transaction_read_only)
 // counts as lost too: the connection will never write again, and a new one
 // made with target_session_attrs=read-write finds the primary that will.
+// A standby refuses a READ WRITE transaction at BEGIN with SQLSTATE 0A000
+// instead ("cannot set transaction read-write mode during recovery"),
+// which counts as lost as well.
 // No write of a read-only transaction can have committed, so trying the
 // transaction again is safe.
 //
@@ -105,6 +109,13 @@ func ConnectionLost(err error) bool {
 			"08006", // connection_failure
 			"25006": // read_only_sql_transaction: the server is (now) a standby
 			return true
+		case "0A000":
+			// BEGIN ... READ WRITE on a standby: "cannot set transaction
+			// read-write mode during recovery", raised by the check of the
+			// transaction_read_only setting. Nothing else atpd sends sets
+			// a boolean setting, and other unsupported features stay
+			// permanent.
+			return pe.Routine == "call_bool_check_hook" || strings.Contains(pe.Message, "read-write mode")
 		}
 	}
 	return false
