@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -204,8 +205,9 @@ func (hp *haProducers) count() int {
 // none and 200 after, every acknowledged task is FINISHED, every handler
 // ran once, no log breaks ATP's sequence, nothing is left claimed. Then
 // the old primary comes back as a standby of the new one, first in the
-// DSN, the daemons' sessions are cut, and a second load runs: atpd must
-// pass it by (it is in recovery) and do all its work on the new primary.
+// DSN, the daemons' sessions are cut, `atpd notify install` runs on the
+// same DSN, and a second load runs: atpd must pass the standby by (it is
+// in recovery) and do all its work on the new primary.
 func TestPostgresFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a primary and a standby cluster; skipped with -short")
@@ -383,6 +385,15 @@ func TestPostgresFailover(t *testing.T) {
 		WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name <> $1`, testAppName)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A one-shot command on the same DSN passes the standby by too: the
+	// trigger lands on the new primary.
+	cmd := exec.Command(atpdBin, "notify", "install", "--db", multi)
+	cmd.Env = baseEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("atpd notify install with the standby first: %v\n%s", err, out)
+	} else if n, err := queryOne[int](t, sqlB, `SELECT count(*) FROM pg_trigger WHERE tgname = $1`, djangodb.NotifyTrigger); err != nil || n != 1 {
+		t.Errorf("notify trigger on the new primary: %d, %v; want 1", n, err)
 	}
 	prods = startHAProducers(t, prod, "s", 3, input)
 	if !pollUntil(time.Minute, func() bool { return prods.count() >= 200 }) {
