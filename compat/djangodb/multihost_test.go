@@ -174,8 +174,8 @@ func TestReadOnlyServerIsConnectionLost(t *testing.T) {
 		t.Errorf("25006: ConnectionLost %v, Transient %v; want both", djangodb.ConnectionLost(err), djangodb.Transient(err))
 	}
 
-	// A whole store on a server that refuses writes, as a demoted primary
-	// behind a pooler does.
+	// A whole store on a server whose sessions are read-only: its
+	// single-statement writes are refused with 25006.
 	u, err := url.Parse(dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -76,15 +76,14 @@ func Transient(err error) bool {
 // Transient.
 //
 // A server that turned read-only under the connection (SQLSTATE 25006,
-// "cannot execute ... in a read-only transaction": a primary demoted to a
-// standby behind a pooler, or fenced with default_transaction_read_only)
-// counts as lost too: the connection will never write again, and a new one
-// made with target_session_attrs=read-write finds the primary that will.
-// A standby refuses a READ WRITE transaction at BEGIN with SQLSTATE 0A000
-// instead ("cannot set transaction read-write mode during recovery"),
-// which counts as lost as well.
-// No write of a read-only transaction can have committed, so trying the
-// transaction again is safe.
+// "cannot execute ... in a read-only transaction": a standby behind a
+// pooler that followed a demotion, answering a single statement) counts as
+// lost too: the connection will never write again, and a new one made with
+// target_session_attrs=read-write finds the primary that will. A standby
+// refuses a READ WRITE transaction at BEGIN with SQLSTATE 0A000 instead
+// ("cannot set transaction read-write mode during recovery"), which counts
+// as lost as well. No write of a refused transaction can have committed,
+// so trying it again is safe.
 //
 // A connection that cannot be made (refused, a timeout, the server
 // starting up or shutting down: 57P03) is not a lost one: that is an
