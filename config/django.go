@@ -103,7 +103,7 @@ var (
 var libpqOptions = map[string]bool{
 	"sslmode": true, "sslcert": true, "sslkey": true, "sslrootcert": true, "sslpassword": true,
 	"connect_timeout": true, "application_name": true, "options": true,
-	"target_session_attrs": true, "sslsni": true, "sslinline": true,
+	"target_session_attrs": true, "load_balance_hosts": true, "sslsni": true, "sslinline": true,
 }
 
 // DSN returns the store DSN for the database, and the OPTIONS that had to
@@ -124,8 +124,12 @@ func (d DjangoDatabase) DSN() (dsn string, ignored []string, err error) {
 		}
 		q := url.Values{}
 		switch {
-		case d.Host == "", strings.HasPrefix(d.Host, "/"):
-			// A socket directory cannot be the URL's host.
+		case d.Host == "", strings.HasPrefix(d.Host, "/"), strings.Contains(d.Host, ","):
+			// A socket directory cannot be the URL's host, nor can a list
+			// of hosts ("db1,db2": a primary and its standbys, picked by
+			// OPTIONS target_session_attrs), which lib/pq reads as the
+			// host= and port= lists, one port for all or one per host,
+			// as psycopg2 passes them to libpq.
 			dir := d.Host
 			if dir == "" {
 				dir = DefaultPostgresSocketDir

@@ -9,11 +9,16 @@ import (
 )
 
 // Open connects to the database named by dsn: a postgres:// or
-// postgresql:// URL, or sqlite:PATH. It does not migrate.
+// postgresql:// URL, or sqlite:PATH. It does not migrate. A PostgreSQL URL
+// may name several hosts, libpq's way (see NormalizePostgresDSN).
 func Open(ctx context.Context, dsn string, opts Options) (Store, error) {
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return OpenPostgres(ctx, dsn, opts)
+		norm, err := NormalizePostgresDSN(dsn)
+		if err != nil {
+			return nil, fmt.Errorf("djangodb: open %s: %w", RedactDSN(dsn), err)
+		}
+		return OpenPostgres(ctx, norm, opts)
 	case strings.HasPrefix(dsn, "sqlite:"):
 		return OpenSQLite(ctx, SQLitePath(dsn), opts)
 	default:

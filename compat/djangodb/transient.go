@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 
 	"github.com/lib/pq"
@@ -74,6 +75,16 @@ func Transient(err error) bool {
 // same cause most likely, when it sees one. ConnectionLost implies
 // Transient.
 //
+// A server that turned read-only under the connection (SQLSTATE 25006,
+// "cannot execute ... in a read-only transaction": a standby behind a
+// pooler that followed a demotion, answering a single statement) counts as
+// lost too: the connection will never write again, and a new one made with
+// target_session_attrs=read-write finds the primary that will. A standby
+// refuses a READ WRITE transaction at BEGIN with SQLSTATE 0A000 instead
+// ("cannot set transaction read-write mode during recovery"), which counts
+// as lost as well. No write of a refused transaction can have committed,
+// so trying it again is safe.
+//
 // A connection that cannot be made (refused, a timeout, the server
 // starting up or shutting down: 57P03) is not a lost one: that is an
 // outage, to be waited out with backoff.
@@ -94,8 +105,16 @@ func ConnectionLost(err error) bool {
 			"57P05", // idle_session_timeout
 			"25P03", // idle_in_transaction_session_timeout
 			"08003", // connection_does_not_exist
-			"08006": // connection_failure
+			"08006", // connection_failure
+			"25006": // read_only_sql_transaction: the server is (now) a standby
 			return true
+		case "0A000":
+			// BEGIN ... READ WRITE on a standby: "cannot set transaction
+			// read-write mode during recovery", raised by the check of the
+			// transaction_read_only setting. Nothing else atpd sends sets
+			// a boolean setting, and other unsupported features stay
+			// permanent.
+			return pe.Routine == "call_bool_check_hook" || strings.Contains(pe.Message, "read-write mode")
 		}
 	}
 	return false
