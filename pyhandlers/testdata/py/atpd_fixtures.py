@@ -159,3 +159,8 @@ def barrier(taskStatus, input):
     finally:
         os.remove(mine)
     taskStatus.storeResponse(str(most), "text/plain")
+
+
+def raises_unicode(taskStatus, input):
+    """A Python 2 handler's unicode exception message (u"caf\xe9 \u20ac")."""
+    raise ValueError(u"caf\xe9 \u20ac")
