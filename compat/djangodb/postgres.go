@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +26,10 @@ import (
 // transaction). Nothing here should take more than milliseconds; the bound
 // is for a server that stopped answering.
 const pgTimeout = 30 * time.Second
+
+// PGConnectTimeout bounds one connection attempt (lib/pq's
+// connect_timeout) unless the DSN or PGCONNECT_TIMEOUT sets one.
+const PGConnectTimeout = 10 * time.Second
 
 // pgMaxIdleConns is how many idle connections the pool keeps.
 const pgMaxIdleConns = 8
@@ -61,7 +67,16 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (Store, error) 
 	// binary_parameters makes lib/pq send a parameterised statement in one
 	// round trip instead of two; no []byte is ever bound here, so nothing
 	// else changes.
-	conn, err := pgWithParams(dsn, [2]string{"timezone", zone}, [2]string{"binary_parameters", "yes"})
+	// A server that accepts the TCP connection and never answers would
+	// hold a connection attempt forever: lib/pq bounds the start-up
+	// exchange by connect_timeout only. The DSN's own value (or
+	// PGCONNECT_TIMEOUT) wins.
+	timeout := ""
+	if os.Getenv("PGCONNECT_TIMEOUT") == "" {
+		timeout = strconv.Itoa(int(PGConnectTimeout / time.Second))
+	}
+	conn, err := pgWithParams(dsn, [2]string{"timezone", zone}, [2]string{"binary_parameters", "yes"},
+		[2]string{"connect_timeout", timeout})
 	if err != nil {
 		return nil, fmt.Errorf("djangodb: open %s: %w", s.describe, err)
 	}
@@ -127,11 +142,24 @@ func pgWithParams(dsn string, params ...[2]string) (string, error) {
 
 // The dialect.
 
-func (s *pgStore) name() string                   { return s.describe }
-func (s *pgStore) reads() *sql.DB                 { return s.db }
-func (s *pgStore) batched() bool                  { return true }
-func (s *pgStore) callTimeout() time.Duration     { return pgTimeout }
-func (s *pgStore) ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+func (s *pgStore) name() string               { return s.describe }
+func (s *pgStore) reads() *sql.DB             { return s.db }
+func (s *pgStore) batched() bool              { return true }
+func (s *pgStore) callTimeout() time.Duration { return pgTimeout }
+
+// ping returns when ctx ends even if the connection attempt does not:
+// lib/pq does not watch ctx during the start-up exchange, which
+// connect_timeout ends later.
+func (s *pgStore) ping(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- s.db.PingContext(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
 func (s *pgStore) closeDB() error {
 	err := s.db.Close()
 	if ConnectionLost(err) {
