@@ -174,28 +174,10 @@ func TestReadOnlyServerIsConnectionLost(t *testing.T) {
 		t.Errorf("25006: ConnectionLost %v, Transient %v; want both", djangodb.ConnectionLost(err), djangodb.Transient(err))
 	}
 
-	// A whole store on a server whose sessions are read-only: its
-	// single-statement writes are refused with 25006.
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("options", "-c default_transaction_read_only=on")
-	u.RawQuery = q.Encode()
-	s, err := djangodb.Open(ctx, u.String(), testdb.Options(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	_, err = s.RegisterType(ctx, djangodb.TypeSpec{Identifier: "RO", Handler: "x.y"})
-	if err == nil {
-		t.Fatal("a read-only server took a write")
-	}
-	if !djangodb.ConnectionLost(err) || !djangodb.Transient(err) {
-		t.Errorf("store write on a read-only server: %v: ConnectionLost %v, Transient %v; want both",
-			err, djangodb.ConnectionLost(err), djangodb.Transient(err))
-	}
+	// A store's writes are transactions that begin READ WRITE, which a
+	// primary grants whatever the session's default, so no session setting
+	// makes a primary refuse them: only a real standby does, which
+	// TestPostgresFailover (reliability/) checks with one.
 }
 
 // TestRedactMultiHostDSN: a multi-host URL keeps no password in logs.
@@ -210,54 +192,6 @@ func TestRedactMultiHostDSN(t *testing.T) {
 	}
 }
 
-// TestReadOnlyConnectionReplaced: a pooled connection whose server turned
-// read-only (here: the session made read-only behind the store's back, as
-// a primary demoted under a pooler answers) is dropped at the first
-// refused write, and the next write gets a new connection.
-func TestReadOnlyConnectionReplaced(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs PostgreSQL")
-	}
-	cfg := testdb.Config{UseTZ: true}
-	dsn := testdb.Postgres(t, cfg)
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	s, err := djangodb.Open(ctx, dsn, testdb.Options(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.RegisterType(ctx, djangodb.TypeSpec{Identifier: "RO", Handler: "x.y"}); err != nil {
-		t.Fatal(err)
-	}
-	pool := djangodb.PostgresPool(s)
-	pool.SetMaxOpenConns(1)
-	readOnly := func() {
-		t.Helper()
-		c, err := pool.Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if _, err := c.ExecContext(ctx, `SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY`); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// (The store's transactions say READ WRITE, which a primary grants
-	// whatever the session's default: only a real standby refuses them, as
-	// TestPostgresFailover in reliability/ checks. A single statement
-	// follows the session's default.) The store does not retry a single
-	// statement (the daemon retries what is Transient), but it drops the
-	// read-only connection.
-	readOnly()
-	_, err = s.RegisterType(ctx, djangodb.TypeSpec{Identifier: "RO2", Handler: "x.y"})
-	if !djangodb.ConnectionLost(err) {
-		t.Fatalf("write on a read-only connection: %v; want a lost connection", err)
-	}
-	if _, err := s.RegisterType(ctx, djangodb.TypeSpec{Identifier: "RO2", Handler: "x.y"}); err != nil {
-		t.Fatalf("write after the read-only connection was lost: %v; want it on a new connection", err)
-	}
-}
 
 // TestStandbyRefusalIsConnectionLost: a standby refuses BEGIN ... READ
 // WRITE with 0A000 from the check of transaction_read_only; that counts as
