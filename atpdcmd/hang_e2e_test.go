@@ -74,3 +74,25 @@ func TestUnansweringDatabase(t *testing.T) {
 	}
 	p.waitLine(`start-up interrupted by a signal`, time.Second)
 }
+
+// TestPartialSchema: on a database whose ATP tables are only partly there
+// (processes_response dropped after migrate), the daemon refuses to start
+// and says what is missing, and `atpd migrate` names it instead of
+// reporting nothing to do; on both databases.
+func TestPartialSchema(t *testing.T) {
+	for _, k := range bothDBs {
+		t.Run(k.name, func(t *testing.T) {
+			db := newE2EDB(t, k)
+			db.Exec(`DROP TABLE processes_response`)
+			p := startAtpd(t, "partial", noPythonEnv(t), db.dbArgs()...)
+			if code := p.wait(time.Minute); code != 1 {
+				t.Errorf("daemon exit %d on a partial schema, want 1", code)
+			}
+			p.waitLine(`ATP tables are not complete.*missing table processes_response`, time.Second)
+			code, stdout, stderr := runBin(t, baseEnv(), "", append([]string{"migrate"}, db.dbArgs()...)...)
+			if code == 0 || !strings.Contains(stderr, "missing table processes_response") {
+				t.Errorf("atpd migrate on a partial schema: exit %d\n%s%s", code, stdout, stderr)
+			}
+		})
+	}
+}

@@ -126,7 +126,12 @@ func openStoreMigrating(ctx context.Context, cfg config.Config, log *slog.Logger
 		store.Close()
 		return nil, dbError("connect to database", store.Describe(), err)
 	}
-	// A database without the tables would fail every poll; say so once.
+	// A database without the tables, or with only some of them, would
+	// fail every poll or every task; say so once, exactly.
+	if err := djangodb.CheckSchema(ctx, store); errors.Is(err, djangodb.ErrSchema) {
+		store.Close()
+		return nil, fmt.Errorf("database %s: the ATP tables are not complete (run `atpd migrate` or Django's migrate on an empty database; a partial set is not patched): %w", store.Describe(), err)
+	}
 	if _, err := store.QueueStats(ctx); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("database %s: cannot read the task queue (are the ATP tables there? run `atpd migrate` or Django's migrate): %w", store.Describe(), err)

@@ -84,6 +84,7 @@ type statements struct {
 	startInfo      stmt // rows(instance) -> startColumns
 	insertInstance stmt // rows(type id, identifier, input, timeInsert, log time, task time, message) -> instance id
 	purge          stmt // rows(instance): deletes it with every row referencing it
+	schema         stmt // -> table, column of every processes_* table
 }
 
 // Portable SQL, written once: both databases accept it as it is ($N

@@ -48,8 +48,13 @@ func (s *pgStore) Migrate(ctx context.Context) (bool, error) {
 		}
 		// Tables made by Django or an earlier run are left exactly as they are.
 		var exists bool
-		if err := tx.QueryRowContext(ctx, `SELECT to_regclass('processes_type') IS NOT NULL`).Scan(&exists); err != nil || exists {
+		if err := tx.QueryRowContext(ctx, `SELECT to_regclass('processes_type') IS NOT NULL`).Scan(&exists); err != nil {
 			return err
+		}
+		if exists {
+			// Complete tables are left alone; partial ones are named, not
+			// patched: what else was changed by hand is unknown.
+			return s.checkSchema(ctx)
 		}
 		if _, err := tx.ExecContext(ctx, pgDjangoMigrations); err != nil {
 			return err

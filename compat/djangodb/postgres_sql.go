@@ -9,6 +9,8 @@ import "strconv"
 // a task row touched after an instance row is taken with SKIP LOCKED,
 // which never waits.
 var pgSQL = statements{
+	schema: stmt{`SELECT table_name::text, column_name::text FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name LIKE 'processes\_%'`},
 	upsertType:    stmt{sqlUpsert},
 	typeByName:    stmt{sqlTypeBy},
 	lockType:      stmt{`SELECT id FROM processes_type WHERE identifier = $1 FOR UPDATE`},

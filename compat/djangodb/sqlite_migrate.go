@@ -44,8 +44,12 @@ func (s *sqliteStore) Migrate(ctx context.Context) (bool, error) {
 		}
 		// A file whose ATP tables exist, made by Django or by an earlier
 		// run, is left exactly as it is.
-		if ok, err := has("processes_type"); err != nil || ok {
+		if ok, err := has("processes_type"); err != nil {
 			return err
+		} else if ok {
+			// Complete tables are left alone; partial ones are named,
+			// not patched: what else was changed by hand is unknown.
+			return s.checkSchema(ctx)
 		}
 		ok, err := has("django_migrations")
 		if err != nil {

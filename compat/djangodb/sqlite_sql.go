@@ -6,6 +6,8 @@ package djangodb
 // write lock, so there are no row locks to take; timestamps are Django's
 // naive text, read back as text (CAST) and compared as text.
 var sqliteSQL = statements{
+	schema: stmt{`SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
+		WHERE m.type = 'table' AND m.name LIKE 'processes\_%' ESCAPE '\'`},
 	upsertType:    stmt{sqlUpsert},
 	typeByName:    stmt{sqlTypeBy},
 	lockType:      stmt{`SELECT id FROM processes_type WHERE identifier = $1`},

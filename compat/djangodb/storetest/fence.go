@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -211,5 +212,23 @@ func testBusyRow(t *testing.T, e *env) {
 	}
 	if r := e.completeRes(cs[0]); r.Err != nil || !r.Wrote {
 		t.Errorf("held instance retried after the lock: %+v", r)
+	}
+}
+
+// testSchemaCheck: a Django-migrated database passes the schema check; one
+// whose tables were partly dropped or altered is named exactly, and
+// Migrate refuses to call it migrated.
+func testSchemaCheck(t *testing.T, e *env) {
+	if err := djangodb.CheckSchema(e.ctx, e.store); err != nil {
+		t.Fatalf("schema of a migrated database: %v", err)
+	}
+	e.exec(`DROP TABLE processes_response`)
+	e.exec(`ALTER TABLE processes_task DROP COLUMN "lock"`)
+	err := djangodb.CheckSchema(e.ctx, e.store)
+	if !isErr(err, djangodb.ErrSchema) || !strings.Contains(err.Error(), "missing table processes_response; processes_task columns lock") {
+		t.Errorf("schema check of a partial database = %v", err)
+	}
+	if created, err := e.store.Migrate(e.ctx); created || !isErr(err, djangodb.ErrSchema) || !strings.Contains(err.Error(), "table processes_response") {
+		t.Errorf("Migrate on a partial database = %t, %v; want an error naming what is missing", created, err)
 	}
 }

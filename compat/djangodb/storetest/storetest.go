@@ -112,6 +112,7 @@ var cases = []testCase{
 	{"ReenqueueDuringRun", testReenqueueDuringRun},
 	{"RetriedCommit", testRetriedCommit},
 	{"BusyRow", testBusyRow},
+	{"SchemaCheck", testSchemaCheck},
 	{"SweepRowError", testSweepRowError},
 	{"UnstickNoScheduled", testUnstickNoScheduled},
 	{"DeleteRetiredBatches", testDeleteRetiredBatches},
