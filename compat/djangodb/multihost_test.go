@@ -192,7 +192,6 @@ func TestRedactMultiHostDSN(t *testing.T) {
 	}
 }
 
-
 // TestStandbyRefusalIsConnectionLost: a standby refuses BEGIN ... READ
 // WRITE with 0A000 from the check of transaction_read_only; that counts as
 // a lost connection, other unsupported features stay permanent.

@@ -35,7 +35,6 @@ func CheckSchema(ctx context.Context, st Store) error {
 	return s.core().checkSchema(ctx)
 }
 
-
 func (s *store) checkSchema(ctx context.Context) error {
 	have := map[string]map[string]bool{}
 	err := s.read(ctx, "check the ATP tables", func(ctx context.Context, db *sql.DB) error {
