@@ -96,3 +96,35 @@ func TestPartialSchema(t *testing.T) {
 		})
 	}
 }
+
+// TestReadOnlyRole: a PostgreSQL role that may read the ATP tables but not
+// write them gets one line at start-up and exit 1, not a daemon that says
+// "started" and fails every write; the line does not suggest migrating.
+func TestReadOnlyRole(t *testing.T) {
+	db := newE2EDB(t, pgUTC)
+	role := "atpd_ro_" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_"))
+	db.Exec(`DROP ROLE IF EXISTS ` + role)
+	db.Exec(`CREATE ROLE ` + role + ` LOGIN`)
+	t.Cleanup(func() {
+		db.Exec(`DROP OWNED BY ` + role)
+		db.Exec(`DROP ROLE IF EXISTS ` + role)
+	})
+	db.Exec(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ` + role)
+	args := db.dbArgs()
+	for i, a := range args {
+		if i > 0 && args[i-1] == "--db" {
+			args[i] = strings.Replace(a, "postgres://postgres@", "postgres://"+role+"@", 1)
+		}
+	}
+	p := startAtpd(t, "readonly", noPythonEnv(t), args...)
+	if code := p.wait(time.Minute); code != 1 {
+		t.Fatalf("exit %d with a read-only role, want 1", code)
+	}
+	line := p.waitLine(`cannot be written`, time.Second)
+	if !strings.Contains(line, "permission denied") || strings.Contains(line, "migrate") {
+		t.Errorf("start-up line %q: want the permission error and no migrate hint", line)
+	}
+	if len(p.Grep(`ATPD: started`)) != 0 {
+		t.Error("the daemon said it started")
+	}
+}

@@ -93,6 +93,9 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 		return fail(err)
 	}
 	defer store.Close()
+	if err := probeWrites(startCtx, store); err != nil {
+		return fail(err)
+	}
 	logJournalMode(startCtx, store, cfg, log)
 	metrics, err := newWebMetrics(cfg)
 	if err != nil {

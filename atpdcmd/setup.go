@@ -139,6 +139,18 @@ func openStoreMigrating(ctx context.Context, cfg config.Config, log *slog.Logger
 	return store, nil
 }
 
+// probeWrites refuses a database the daemon could read but not write: a
+// read-only file, a role without rights or a standby would let it start
+// and then fail every write. Operator commands that only read skip it.
+func probeWrites(ctx context.Context, store djangodb.Store) error {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	if err := djangodb.ProbeWrite(ctx, store); err != nil && !errors.Is(err, djangodb.ErrUnsupported) {
+		return fmt.Errorf("database %s cannot be written (a read-only file, a role without INSERT, UPDATE and DELETE rights on the processes_* tables, or a standby): %w", store.Describe(), err)
+	}
+	return nil
+}
+
 // dbError says what failed on which database, naming the database only
 // when err does not already: one DSN per message.
 func dbError(what, db string, err error) error {

@@ -80,3 +80,30 @@ func (s *store) checkSchema(ctx context.Context) error {
 	}
 	return nil
 }
+
+// errProbed rolls ProbeWrite's transaction back.
+var errProbed = errors.New("write probe done")
+
+// ProbeWrite checks that the database takes atpd's writes: in a
+// transaction it then rolls back, it inserts a task row (for no instance:
+// the foreign key is checked only at commit, which never comes). A
+// read-only SQLite file, a PostgreSQL role without rights on the ATP
+// tables or a standby refuses it; nil when the write went through.
+func ProbeWrite(ctx context.Context, st Store) error {
+	s, ok := st.(interface{ core() *store })
+	if !ok {
+		return fmt.Errorf("djangodb: probe writes: %T: %w", st, ErrUnsupported)
+	}
+	c := s.core()
+	err := c.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO processes_task (instance_id, "time", "lock") VALUES ($1, $2, $3)`,
+			int64(-1), c.bind(c.clock.now()), int64(-1)); err != nil {
+			return err
+		}
+		return errProbed
+	})
+	if errors.Is(err, errProbed) {
+		return nil
+	}
+	return fmt.Errorf("djangodb: %s refuses writes: %w", c.Describe(), err)
+}
