@@ -85,7 +85,7 @@ func startHTTP(ctx context.Context, cfg config.Config, m *webMetrics, store djan
 			case <-d.Done():
 				return errors.New("the task loop has stopped")
 			default:
-				return nil
+				return d.WriteHealth()
 			}
 		},
 	})

@@ -106,6 +106,10 @@ type Daemon struct {
 	n   counters
 	obs *observer
 
+	// writeErr is why the last store write failed, nil once one
+	// succeeded (see WriteHealth).
+	writeErr atomic.Pointer[error]
+
 	// abandoned maps an instance to the channel closed when its
 	// abandoned handler returns (see call).
 	abandonedMu sync.Mutex
@@ -302,6 +306,27 @@ func (d *Daemon) Stats() Stats {
 	}
 }
 
+// noteWrite records the result of a store write for WriteHealth; an
+// empty queue is a successful claim.
+func (d *Daemon) noteWrite(err error) {
+	if err == nil || errors.Is(err, djangodb.ErrQueueEmpty) {
+		d.writeErr.Store(nil)
+		return
+	}
+	d.writeErr.Store(&err)
+}
+
+// WriteHealth reports why the daemon's last write to the database (a
+// claim, an outcome, a release) failed, or nil when it went through: a
+// database that answers pings but refuses writes (read-only, a role that
+// lost its rights, a demoted primary) makes the daemon unhealthy.
+func (d *Daemon) WriteHealth() error {
+	if p := d.writeErr.Load(); p != nil {
+		return fmt.Errorf("daemon: writes to the database fail: %w", *p)
+	}
+	return nil
+}
+
 // loop claims tasks for free workers and hands each to a goroutine.
 func (d *Daemon) loop() {
 	defer close(d.loopDone)
@@ -334,6 +359,7 @@ func (d *Daemon) loop() {
 
 		d.n.polls.Add(1)
 		sts, err := d.claim(len(slots))
+		d.noteWrite(err)
 		switch {
 		case errors.Is(err, djangodb.ErrQueueEmpty):
 			d.freeSlots(slots)
@@ -549,6 +575,9 @@ func (d *Daemon) retrying(what string, ref djangodb.InstanceRef, attempt func() 
 	backoff := retryBackoffMin
 	for n := 1; ; n++ {
 		err := attempt()
+		if !errors.Is(err, djangodb.ErrNotFound) {
+			d.noteWrite(err)
+		}
 		var sp *storePanic
 		if err == nil || errors.Is(err, djangodb.ErrNotFound) || errors.As(err, &sp) || !djangodb.Transient(err) {
 			return err

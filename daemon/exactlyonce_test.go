@@ -333,3 +333,52 @@ func TestKilledDaemonTaskRunsAgain(t *testing.T) {
 		}
 	})
 }
+
+// refusingStore refuses every claim while refuse is set, as a database
+// that answers pings but no longer takes writes.
+type refusingStore struct {
+	*watchStore
+	refuse atomic.Bool
+	calls  chan struct{}
+}
+
+func (s *refusingStore) Claim(ctx context.Context, serverID int64, limit int, message string) ([]djangodb.StartedTask, error) {
+	defer func() {
+		select {
+		case s.calls <- struct{}{}:
+		default:
+		}
+	}()
+	if s.refuse.Load() {
+		return nil, fmt.Errorf("djangodb: claim: pq: permission denied for table processes_task")
+	}
+	return s.watchStore.Claim(ctx, serverID, limit, message)
+}
+
+// TestWriteHealth: a daemon whose writes fail says so (WriteHealth, which
+// /healthz reports) until a write goes through again.
+func TestWriteHealth(t *testing.T) {
+	b := backends[1]
+	store := &refusingStore{watchStore: watch(openStore(t, b.make(t, b.cfg), b.cfg, 0)), calls: make(chan struct{}, 1)}
+	store.refuse.Store(true)
+	d, _ := newDaemon(t, store, funcs{}, Config{Workers: 1})
+	await := func() {
+		t.Helper()
+		for range 2 { // one claim may have begun before the change
+			select {
+			case <-store.calls:
+			case <-time.After(waitLimit):
+				t.Fatal("no claim")
+			}
+		}
+	}
+	await()
+	if err := d.WriteHealth(); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("WriteHealth with refused claims = %v", err)
+	}
+	store.refuse.Store(false)
+	await()
+	if err := d.WriteHealth(); err != nil {
+		t.Errorf("WriteHealth after a claim went through = %v", err)
+	}
+}
