@@ -2,6 +2,8 @@ package atpdcmd
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -126,5 +128,24 @@ func TestReadOnlyRole(t *testing.T) {
 	}
 	if len(p.Grep(`ATPD: started`)) != 0 {
 		t.Error("the daemon said it started")
+	}
+}
+
+// TestMissingSQLiteFile: a daemon pointed at an SQLite file that does not
+// exist refuses, names `atpd migrate`, and leaves no empty file behind,
+// as the operator commands do.
+func TestMissingSQLiteFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "typo", "atpd.sqlite3")
+	p := startAtpd(t, "missing", noPythonEnv(t), "--db", "sqlite:"+path)
+	if code := p.wait(time.Minute); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	p.waitLine(`no such file.*atpd migrate --db sqlite:`, time.Second)
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("a file was left at %s: %v", path, err)
+	}
+	code, _, stderr := runBin(t, baseEnv(), "", "tasks", "--db", "sqlite:"+path)
+	if code != 1 || !strings.Contains(stderr, "no such file") {
+		t.Errorf("atpd tasks: exit %d, %q", code, stderr)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -107,6 +108,13 @@ func openDB(ctx context.Context, cfg config.Config) (djangodb.Store, error) {
 func openStoreMigrating(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool) (djangodb.Store, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
+	// Opening a missing SQLite file would create an empty one (a typo in
+	// the path leaves a stray file and fails later on "no such table").
+	if strings.HasPrefix(cfg.DB, "sqlite:") && !migrate {
+		if _, err := os.Stat(djangodb.SQLitePath(cfg.DB)); err != nil {
+			return nil, fmt.Errorf("database %s: %w (create it with `atpd migrate --db %s` or Django's migrate)", cfg.DB, err, cfg.DB)
+		}
+	}
 	store, err := openDB(ctx, cfg)
 	if err != nil {
 		return nil, err
