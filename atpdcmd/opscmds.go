@@ -264,14 +264,18 @@ func (s *opsSession) waitLoop(ctx context.Context, wait bool, timeout time.Durat
 	backoff := producer.DefaultMinBackoff
 	for attempt := 1; ; attempt++ {
 		n, err := enqueue(ctx)
-		if !errors.Is(err, djangodb.ErrQueueFull) {
+		transient := err != nil && !errors.Is(err, djangodb.ErrQueueFull) && djangodb.Transient(err) && ctx.Err() == nil
+		if !errors.Is(err, djangodb.ErrQueueFull) && !transient {
 			if ctx.Err() != nil && err != nil {
 				// The interruption, not the cancelled call, is the news.
 				return 0, fmt.Errorf("%w (%w)", context.Cause(ctx), djangodb.ErrQueueFull)
 			}
 			return n, err
 		}
-		if attempt == 1 {
+		switch {
+		case transient:
+			s.log.Warn("the database is away; retrying the enqueue", "error", err, "attempt", attempt)
+		case attempt == 1:
 			s.log.Info("queue full; waiting for room", "max_queue_size", s.store.MaxQueueSize())
 		}
 		// Full jitter in [backoff/2, backoff], so that waiting producers

@@ -195,8 +195,10 @@ func (p *Producer) EnqueuePickle(ctx context.Context, typ, id string, data []byt
 	return p.enqueueStored(ctx, typ, id, storedForm(data), message)
 }
 
-// EnqueueWait is Enqueue that waits for room when the queue is full: it
-// retries djangodb.ErrQueueFull with exponential backoff (MinBackoff
+// EnqueueWait is Enqueue that waits for room when the queue is full and
+// for the database when a connection is lost: it retries
+// djangodb.ErrQueueFull and transient errors (djangodb.Transient) with
+// exponential backoff (MinBackoff
 // doubling up to MaxBackoff, with jitter so that waiting producers do not
 // retry in step) until the task is queued or ctx is done. Any other error
 // ends it at once. When ctx ends after the queue was found full, the
@@ -207,6 +209,7 @@ func (p *Producer) EnqueueWait(ctx context.Context, typ, id string, input any, m
 		return 0, fmt.Errorf("producer: enqueue %s: %w", ref(typ, id), err)
 	}
 	backoff := p.opts.MinBackoff
+	lostBefore := false // an attempt failed transiently (it may have committed)
 	for attempt := 1; ; attempt++ {
 		n, err := p.enqueueStored(ctx, typ, id, stored, message)
 		if attempt > 1 && err != nil && ctx.Err() != nil {
@@ -214,13 +217,25 @@ func (p *Producer) EnqueueWait(ctx context.Context, typ, id string, input any, m
 			return 0, fmt.Errorf("producer: enqueue %s: gave up after %d attempts: %w (last: %w)",
 				ref(typ, id), attempt, context.Cause(ctx), djangodb.ErrQueueFull)
 		}
-		if !errors.Is(err, djangodb.ErrQueueFull) {
+		switch {
+		case errors.Is(err, djangodb.ErrExists) && lostBefore:
+			// The attempt whose connection was lost committed after all
+			// (or another producer took the identifier meanwhile).
+			p.log.WarnContext(ctx, "producer: the task exists after a retried enqueue; an earlier attempt committed",
+				"type", typ, "identifier", id, "attempt", attempt)
+			return n, err
+		case errors.Is(err, djangodb.ErrQueueFull):
+		case err != nil && djangodb.Transient(err):
+			// A lost connection or a restarting database: try again, as
+			// for a full queue.
+			lostBefore = true
+		default:
 			return n, err
 		}
 		// Full jitter in [backoff/2, backoff].
 		wait := backoff/2 + rand.N(backoff/2+1)
-		p.log.DebugContext(ctx, "producer: queue full, waiting to enqueue",
-			"type", typ, "identifier", id, "attempt", attempt, "retry_in", wait)
+		p.log.DebugContext(ctx, "producer: queue full or database away, waiting to enqueue",
+			"type", typ, "identifier", id, "attempt", attempt, "retry_in", wait, "error", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"compress/zlib"
 	"context"
+	"database/sql/driver"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -672,4 +674,48 @@ func TestTasksFilter(t *testing.T) {
 			})
 		}
 	})
+}
+
+// flakyStore loses the connection of the first enqueues: fail before
+// the store is called; commit, then report the loss (an acknowledgement
+// lost after the commit).
+type flakyStore struct {
+	djangodb.Store
+	before, after int
+}
+
+func (s *flakyStore) Enqueue(ctx context.Context, typ, identifier, input, message string) (int64, error) {
+	if s.before > 0 {
+		s.before--
+		return 0, fmt.Errorf("djangodb: enqueue: %w", driver.ErrBadConn)
+	}
+	id, err := s.Store.Enqueue(ctx, typ, identifier, input, message)
+	if err == nil && s.after > 0 {
+		s.after--
+		return 0, fmt.Errorf("djangodb: enqueue: commit: %w", driver.ErrBadConn)
+	}
+	return id, err
+}
+
+// TestEnqueueWaitRetriesLostConnections: EnqueueWait waits out a lost
+// connection as it waits out a full queue; when the lost attempt had
+// committed, the retry's duplicate is reported as the task existing.
+func TestEnqueueWaitRetriesLostConnections(t *testing.T) {
+	c := dbCases[0]
+	f := setup(t, c, 0, producer.Options{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	f.register(t, "T")
+	ctx := ctxT(t)
+	p := producer.New(&flakyStore{Store: f.store, before: 2}, producer.Options{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	if _, err := p.EnqueueWait(ctx, "T", "lost-before", 1, ""); err != nil {
+		t.Fatalf("enqueue after two lost connections: %v", err)
+	}
+	p = producer.New(&flakyStore{Store: f.store, after: 1}, producer.Options{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	if _, err := p.EnqueueWait(ctx, "T", "lost-after", 1, ""); !errors.Is(err, djangodb.ErrExists) {
+		t.Fatalf("enqueue whose commit was acknowledged lost = %v, want ErrExists", err)
+	}
+	for _, id := range []string{"lost-before", "lost-after"} {
+		if _, err := f.store.InstanceByIdentifier(ctx, "T", id); err != nil {
+			t.Errorf("instance %s: %v", id, err)
+		}
+	}
 }
