@@ -149,3 +149,22 @@ func TestMissingSQLiteFile(t *testing.T) {
 		t.Errorf("atpd tasks: exit %d, %q", code, stderr)
 	}
 }
+
+// TestEnqueueTooLarge: `atpd enqueue` refuses an input the daemon's
+// max_input_size would fail, and queues nothing.
+func TestEnqueueTooLarge(t *testing.T) {
+	db := newE2EDB(t, sqliteUTC)
+	db.producer("register", "Big", "tools.atp_demo.handler")
+	big := `["` + strings.Repeat("x", 4096) + `"]`
+	env := append(baseEnv(), "ATPD_MAX_INPUT_SIZE=2048")
+	code, _, stderr := runBin(t, env, big, append([]string{"enqueue", "Big", "big", "--input-json", "-"}, db.dbArgs()...)...)
+	if code == 0 || !strings.Contains(stderr, "more than max_input_size (2048)") {
+		t.Errorf("enqueue of a too large input: exit %d, %q", code, stderr)
+	}
+	if n := db.QueryInt(`SELECT count(*) FROM processes_instance`); n != 0 {
+		t.Errorf("%d instances after the refused enqueue", n)
+	}
+	if code, _, stderr := runBin(t, env, "[1, 2]", append([]string{"enqueue", "Big", "small", "--input-json", "-"}, db.dbArgs()...)...); code != 0 {
+		t.Errorf("enqueue of a small input: exit %d, %q", code, stderr)
+	}
+}

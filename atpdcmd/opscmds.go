@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/compat/pickle"
 	"github.com/eoxserver/atpd/producer"
 	"github.com/eoxserver/atpd/web/schema"
 )
@@ -223,6 +224,19 @@ func (a *app) runEnqueue(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	defer s.Close()
+	// The daemon fails an input that inflates past max_input_size; refuse
+	// it here instead of queueing a task bound to fail.
+	size := len(rawPickle)
+	if rawPickle == nil {
+		p, err := pickle.Pickle(input)
+		if err != nil {
+			return fmt.Errorf("enqueue %s::%s: %w", typ, id, err)
+		}
+		size = len(p)
+	}
+	if limit := s.cfg.MaxInputSize; limit > 0 && int64(size) > int64(limit) {
+		return fmt.Errorf("enqueue %s::%s: the input pickles to %d bytes, more than max_input_size (%d): the daemon would fail the task", typ, id, size, limit)
+	}
 	ctx := cmd.Context()
 	var n int64
 	switch {
