@@ -153,7 +153,7 @@ func (a *app) runDemo(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer store.Close()
-	ex, stopExecutor, err := buildExecutor(ctx, cfg, log, true, nil)
+	ex, stopExecutor, _, err := buildExecutor(ctx, cfg, log, true, nil)
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func (r *demoRun) execute(ctx context.Context, d *daemon.Daemon, stopExecutor fu
 	if err := d.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
-	addr, stopHTTP, err := startHTTP(ctx, r.cfg, r.metrics, r.store, d, daemon.FormatServerID(r.id), r.log)
+	addr, stopHTTP, err := startHTTP(ctx, r.cfg, r.metrics, r.store, d, daemon.FormatServerID(r.id), r.log, nil)
 	if err != nil {
 		d.Abort()
 		return err

@@ -26,7 +26,7 @@ import (
 // Paths in cfg.Shadow run in shadow mode (package shadow): their Python
 // handler for real and their Go port beside it; compared, when not nil, is
 // told of every comparison.
-func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger, lazyPython bool, compared func(path string, match bool)) (executor.Executor, func(), error) {
+func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger, lazyPython bool, compared func(path string, match bool)) (executor.Executor, func(), *shadow.Executor, error) {
 	goHandlers := gohandlers.Default
 	goHandlers.SetLogger(log)
 
@@ -41,7 +41,7 @@ func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger, laz
 	}
 	embedded, err := pyhandlers.NewEmbedded(pyCfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("embedded python handlers: %w", err)
+		return nil, nil, nil, fmt.Errorf("embedded python handlers: %w", err)
 	}
 	// No CPython worker starts before a task needs one: a daemon whose
 	// tasks all have Go handlers stays small and runs them at once. When
@@ -50,7 +50,7 @@ func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger, laz
 	// so that Python tasks wait for them while Go tasks do not.
 	if pythonRequired(cfg) {
 		if err := pyCfg.Validate(); err != nil {
-			return nil, nil, fmt.Errorf("python handlers (set the interpreter with --python): %w", err)
+			return nil, nil, nil, fmt.Errorf("python handlers (set the interpreter with --python): %w", err)
 		}
 	}
 	cpython := &lazyPool{cfg: pyCfg, log: log}
@@ -74,18 +74,19 @@ func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger, laz
 	}
 	if err := router.Validate(); err != nil {
 		cpython.Stop()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var ex executor.Executor = router
+	var sh *shadow.Executor
 	if len(cfg.Shadow) > 0 {
 		paths := make(map[string]bool, len(cfg.Shadow))
 		for _, p := range cfg.Shadow {
 			paths[p] = true
 		}
-		sh := &shadow.Executor{Primary: cpython, Ports: goHandlers, Paths: paths, Next: router, Compared: compared, Logger: log}
+		sh = &shadow.Executor{Primary: cpython, Ports: goHandlers, Paths: paths, Next: router, Compared: compared, Logger: log}
 		if err := sh.Validate(); err != nil {
 			cpython.Stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		log.Info("ATPD: shadow mode: Python handlers run for real, their Go ports beside them writing nothing", "paths", cfg.Shadow)
 		ex = sh
@@ -93,7 +94,7 @@ func buildExecutor(ctx context.Context, cfg config.Config, log *slog.Logger, laz
 	if len(cfg.AllowHandlers) > 0 {
 		ex = &allowList{next: ex, allow: cfg.AllowHandlers}
 	}
-	return ex, cpython.Stop, nil
+	return ex, cpython.Stop, sh, nil
 }
 
 // databaseVendor names the database of a DSN for pyhandlers.Config.

@@ -14,7 +14,9 @@ import (
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/config"
 	"github.com/eoxserver/atpd/daemon"
+	"github.com/eoxserver/atpd/shadow"
 	"github.com/eoxserver/atpd/web"
+	"github.com/eoxserver/atpd/web/schema"
 )
 
 // webMetrics holds what /metrics serves: the daemon's own collectors
@@ -51,7 +53,7 @@ func newWebMetrics(cfg config.Config) (*webMetrics, error) {
 // cfg.HTTPAddr, when set. It returns once the address is bound, so that a
 // busy port fails the start. It returns the bound address ("" when
 // nothing is served) and the function that stops the server.
-func startHTTP(ctx context.Context, cfg config.Config, m *webMetrics, store djangodb.Store, d *daemon.Daemon, sid string, log *slog.Logger) (addr string, stop func(), err error) {
+func startHTTP(ctx context.Context, cfg config.Config, m *webMetrics, store djangodb.Store, d *daemon.Daemon, sid string, log *slog.Logger, sh *shadow.Executor) (addr string, stop func(), err error) {
 	if cfg.HTTPAddr == "" || m == nil {
 		return "", func() {}, nil
 	}
@@ -80,6 +82,7 @@ func startHTTP(ctx context.Context, cfg config.Config, m *webMetrics, store djan
 				Finished: s.Finished, Failed: s.Failed, Reenqueued: s.Reenqueued, Sweeps: s.Sweeps,
 			}
 		},
+		Shadow: shadowReport(sh),
 		Alive: func() error {
 			select {
 			case <-d.Done():
@@ -108,4 +111,20 @@ func httpHost(addr string) string {
 		return ""
 	}
 	return h
+}
+
+// shadowReport lists sh's recent mismatches for /api/shadow; nil when no
+// path is shadowed.
+func shadowReport(sh *shadow.Executor) func() []schema.ShadowMismatch {
+	if sh == nil {
+		return nil
+	}
+	return func() []schema.ShadowMismatch {
+		var out []schema.ShadowMismatch
+		for _, m := range sh.Recent() {
+			out = append(out, schema.ShadowMismatch{Time: m.Time.UTC(), Path: m.Path, Type: m.Type,
+				Identifier: m.Identifier, InstanceID: m.InstanceID, Difference: m.Difference})
+		}
+		return out
+	}
 }

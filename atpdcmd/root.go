@@ -101,7 +101,7 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return fail(err)
 	}
-	ex, stopExecutor, err := buildExecutor(startCtx, cfg, log, false, metrics.shadowCompared)
+	ex, stopExecutor, shadowed, err := buildExecutor(startCtx, cfg, log, false, metrics.shadowCompared)
 	if err != nil {
 		return fail(err)
 	}
@@ -112,7 +112,7 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 		return fail(err)
 	}
 	// Before the daemon takes any task: a busy port fails the start.
-	_, stopHTTP, err := startHTTP(startCtx, cfg, metrics, store, d, sid, log)
+	_, stopHTTP, err := startHTTP(startCtx, cfg, metrics, store, d, sid, log, shadowed)
 	if err != nil {
 		return fail(err)
 	}

@@ -50,9 +50,21 @@ func TestShadowMode(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `atpd_shadow_runs_total{handler="tools.atp_demo.handler",result="match"} 4`) ||
+	if !strings.Contains(string(body), `atpd_shadow_runs_total{path="tools.atp_demo.handler",result="match"} 4`) ||
 		strings.Contains(string(body), `result="mismatch"`) {
 		t.Errorf("shadow counters:\n%s", grepLines(string(body), "shadow"))
+	}
+	resp, err = http.Get("http://" + addr + "/api/shadow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var report struct {
+		Mismatches []json.RawMessage `json:"mismatches"`
+	}
+	if err := json.Unmarshal(body, &report); resp.StatusCode != 200 || err != nil || report.Mismatches == nil || len(report.Mismatches) != 0 {
+		t.Errorf("/api/shadow: %d %s (%v), want an empty list", resp.StatusCode, body, err)
 	}
 	p.signal(syscall.SIGINT)
 	p.wait(exitTimeout)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/executor"
@@ -37,6 +38,43 @@ type Executor struct {
 	Compared func(path string, match bool)
 	// Logger receives mismatches (default slog.Default()).
 	Logger *slog.Logger
+
+	mu     sync.Mutex
+	recent []Mismatch // newest last, at most Kept
+}
+
+// Kept is how many mismatches Recent keeps.
+const Kept = 100
+
+// Mismatch is one run whose Go port's records differed from the Python
+// handler's.
+type Mismatch struct {
+	Time       time.Time
+	Path       string
+	Type       string
+	Identifier string
+	InstanceID int64
+	Difference string
+}
+
+// Recent returns the last Kept mismatches, newest first.
+func (e *Executor) Recent() []Mismatch {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Mismatch, len(e.recent))
+	for i, m := range e.recent {
+		out[len(out)-1-i] = m
+	}
+	return out
+}
+
+func (e *Executor) keep(m Mismatch) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.recent = append(e.recent, m)
+	if len(e.recent) > Kept {
+		e.recent = append(e.recent[:0:0], e.recent[len(e.recent)-Kept:]...)
+	}
 }
 
 // Validate reports a shadowed path without a Go port.
@@ -91,6 +129,8 @@ func (e *Executor) Execute(ctx context.Context, task *executor.Task, status exec
 		e.Compared(task.Handler, diff == "")
 	}
 	if diff != "" {
+		e.keep(Mismatch{Time: time.Now(), Path: task.Handler, Type: task.Type, Identifier: task.Identifier,
+			InstanceID: task.InstanceID, Difference: diff})
 		e.logger().Warn("SHADOW: the Go port differs from the Python handler", "handler", task.Handler,
 			"type", task.Type, "identifier", task.Identifier, "instance_id", task.InstanceID, "difference", diff)
 	}

@@ -123,6 +123,9 @@ func TestCompare(t *testing.T) {
 			if c.mismatches != 1 || !strings.Contains(logs.String(), "difference="+strconv.Quote(tc.diff)) || !strings.Contains(logs.String(), "identifier=s1") {
 				t.Errorf("mismatch counted %d, log %s; want %q", c.mismatches, logs.String(), tc.diff)
 			}
+			if r := ex.Recent(); len(r) != 1 || r[0].Difference != tc.diff || r[0].Path != path || r[0].Identifier != "s1" {
+				t.Errorf("Recent() = %+v, want the one mismatch", r)
+			}
 			if err := ex.Execute(t.Context(), &executor.Task{Handler: "other.path", Input: in, HasInput: true}, real); err == nil || err.Error() != "next ran" {
 				t.Errorf("another path = %v, want Next's result", err)
 			}

@@ -162,3 +162,16 @@ func (s *server) apiQueue(w http.ResponseWriter, r *http.Request) {
 	}
 	s.writeJSON(w, http.StatusOK, out)
 }
+
+// apiShadow lists the shadow-mode mismatches the daemon kept.
+func (s *server) apiShadow(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Shadow == nil {
+		s.writeJSON(w, http.StatusNotFound, map[string]string{"error": "shadow mode is off: no --shadow path"})
+		return
+	}
+	out := schema.ShadowReport{Mismatches: s.opts.Shadow()}
+	if out.Mismatches == nil {
+		out.Mismatches = []schema.ShadowMismatch{}
+	}
+	s.writeJSON(w, http.StatusOK, out)
+}

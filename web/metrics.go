@@ -67,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		shadow: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "shadow_runs_total",
 			Help: "Shadow-mode comparisons of a Python handler's records with its Go port's, by handler path and result (match, mismatch).",
-		}, []string{"handler", "result"}),
+		}, []string{"path", "result"}),
 		abandoned: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "handlers_abandoned",
 			Help: "Go handlers that ignored cancellation and still run; their tasks are not run again by this daemon until they return.",

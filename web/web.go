@@ -41,6 +41,9 @@ type Options struct {
 	// Stats, when set, is called for each page and /api/queue to show the
 	// daemon's workers and counters.
 	Stats func() Stats
+	// Shadow, when set, lists the recent shadow-mode mismatches for
+	// GET /api/shadow (404 when nil: no path is shadowed).
+	Shadow func() []schema.ShadowMismatch
 	// Alive, when set, tells /healthz whether the task loop is alive: nil
 	// when it is, an error saying why not otherwise. When nil, /healthz
 	// checks the database only.
@@ -134,6 +137,7 @@ func New(store djangodb.Store, opts Options) http.Handler {
 	route("GET /api/log", s.apiLog)
 	route("GET /api/types", s.apiTypes)
 	route("GET /api/queue", s.apiQueue)
+	route("GET /api/shadow", s.apiShadow)
 
 	route("GET /healthz", s.healthz)
 	mux.Handle("GET "+s.base+"/metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{

@@ -188,3 +188,20 @@ func Time(t time.Time) *time.Time {
 	u := t.UTC()
 	return &u
 }
+
+// ShadowMismatch is one shadow-mode run whose Go port's records differed
+// from the Python handler's (GET /api/shadow, newest first).
+type ShadowMismatch struct {
+	Time       time.Time `json:"time"`
+	Path       string    `json:"path"`
+	Type       string    `json:"type"`
+	Identifier string    `json:"identifier"`
+	InstanceID int64     `json:"instance_id"`
+	Difference string    `json:"difference"`
+}
+
+// ShadowReport is GET /api/shadow: the recent mismatches this daemon
+// found (it keeps the last ShadowKept), newest first.
+type ShadowReport struct {
+	Mismatches []ShadowMismatch `json:"mismatches"`
+}
