@@ -41,7 +41,13 @@ import (
 //   - a Python 2 byte string arrives as text read as UTF-8 when it is valid
 //     UTF-8 (the CPython worker reads it as latin-1);
 //   - os._exit, os.chdir, os.putenv and os.unsetenv would act on the daemon
-//     and are refused.
+//     and are refused;
+//   - it is Python 3 syntax: a Python 2 handler runs here only if it is
+//     also valid Python 3.4 without the Python 2 names (print statements,
+//     unicode(), long, basestring, xrange, dict.iteritems, "except E, e"
+//     fail to compile or to run and fail the task as unsupported); a
+//     Python 2 handler as it stands belongs in CPython workers under
+//     --python python2.7, which the tests run.
 //
 // gpython cannot interrupt running Python code. When ctx ends first,
 // Execute returns at once and abandons the handler's goroutine, which keeps
