@@ -365,3 +365,36 @@ func libpqSees(t *testing.T, dsn string) string {
 	add("user", c.User, true)
 	return strings.Join(kvs, " ")
 }
+
+// TestDjangoSettingsPython2: `-s` with `--python python2.7` reads a Python 2
+// settings module (print statement, long literal, unicode) without
+// Django, which Python 2 cannot have here.
+func TestDjangoSettingsPython2(t *testing.T) {
+	const py2 = "/usr/bin/python2.7"
+	if _, err := os.Stat(py2); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not found; CI must provide it (scripts/setup-python2.sh)", py2)
+		}
+		t.Skip("no python2.7")
+	}
+	fixtures, err := filepath.Abs(filepath.Join("testdata", "djsettings"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(config.EnvDjangoSettings, "")
+	t.Setenv("PYTHONDONTWRITEBYTECODE", "1")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := config.ReadDjangoSettings(ctx, py2, []string{fixtures}, "py2_settings", "default")
+	if err != nil {
+		t.Fatalf("ReadDjangoSettings under python2.7: %v", err)
+	}
+	if s.TimeZone != "Europe/Vienna" || !s.UseTZ || s.Database.Name != "eoxserver" || s.Database.User != "eox" ||
+		s.Database.Host != "db1,db2" || s.Database.Port != "5432" {
+		t.Errorf("settings %+v", s)
+	}
+	dsn, _, err := s.Database.DSN()
+	if err != nil || !strings.Contains(dsn, "target_session_attrs=read-write") {
+		t.Errorf("DSN %q, %v", djangodb.RedactDSN(dsn), err)
+	}
+}

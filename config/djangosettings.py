@@ -24,6 +24,22 @@ def emit(obj):
     sys.stdout.flush()
 
 
+def django_settings():
+    """Django's settings; under Python 2, for which no Django is
+    installable here, the settings module itself when Django is missing
+    (its TIME_ZONE and USE_TZ then default as Django's do)."""
+    try:
+        from django.conf import settings
+        settings.DATABASES  # imports the module, through Django
+        return settings
+    except ImportError:
+        if sys.version_info[0] != 2:
+            raise
+    import importlib
+    import os
+    return importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
+
+
 def main():
     alias = sys.argv[1]
     for d in sys.argv[2:]:
@@ -31,16 +47,20 @@ def main():
     try:
         import django  # noqa: F401
     except ImportError as e:
-        # This interpreter has no Django at all: say which one it is.
-        emit({"error": "%s: %s" % (type(e).__name__, e), "no_django": True,
-              "executable": sys.executable or sys.argv[0],
-              "version": "%d.%d.%d" % sys.version_info[:3]})
-        return 2
+        if sys.version_info[0] == 2:
+            # No Django for Python 2 here: read the module itself below.
+            pass
+        else:
+            # This interpreter has no Django at all: say which one it is.
+            emit({"error": "%s: %s" % (type(e).__name__, e), "no_django": True,
+                  "executable": sys.executable or sys.argv[0],
+                  "version": "%d.%d.%d" % sys.version_info[:3]})
+            return 2
     try:
-        from django.conf import settings
+        settings = django_settings()
         databases = settings.DATABASES
-        time_zone = settings.TIME_ZONE
-        use_tz = bool(settings.USE_TZ)
+        time_zone = getattr(settings, "TIME_ZONE", "America/Chicago")
+        use_tz = bool(getattr(settings, "USE_TZ", False))
     except Exception as e:
         emit({"error": "%s: %s" % (type(e).__name__, e)})
         return 2

@@ -32,7 +32,13 @@ func python27(t *testing.T) string {
 // deadline, and megabytes of output.
 func TestPython27Worker(t *testing.T) {
 	py := python27(t)
-	e := newEnv(t)
+	for _, db := range []string{"sqlite", "postgres"} {
+		t.Run(db, func(t *testing.T) { testPython27Worker(t, py, db) })
+	}
+}
+
+func testPython27Worker(t *testing.T, py, db string) {
+	e := newEnvOn(t, db)
 	logs := newLogRecorder()
 	cfg := e.poolConfig(t, logs)
 	cfg.Python = py
