@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/executor"
 	"github.com/eoxserver/atpd/gohandlers"
 	"github.com/eoxserver/atpd/gohandlers/handlertest"
@@ -123,7 +122,7 @@ func (e *Executor) Execute(ctx context.Context, task *executor.Task, status exec
 		// Cancelled: neither run reached its end.
 		return err
 	}
-	primary := Outcome(tee.rec.Records(), err)
+	primary := tee.rec.End(err)
 	diff := Diff(primary, shadow.Records)
 	if e.Compared != nil {
 		e.Compared(task.Handler, diff == "")
@@ -175,24 +174,6 @@ func (t *tee) SetRunning(ctx context.Context, m string) error {
 
 func (t *tee) StoreResponse(ctx context.Context, data []byte, mime string) error {
 	return t.both(t.TaskStatus.StoreResponse(ctx, data, mime), func() error { return t.rec.StoreResponse(ctx, data, mime) })
-}
-
-// Outcome appends to a run's writes the outcome the daemon writes for
-// err: FAILED with its text, or FINISHED unless the run ended the task.
-func Outcome(records []handlertest.Record, err error) []handlertest.Record {
-	out := append([]handlertest.Record(nil), records...)
-	if err != nil {
-		return append(out, handlertest.Record{Status: djangodb.Failed, Message: djangodb.StorableText(err.Error())})
-	}
-	for i := len(out) - 1; i >= 0; i-- {
-		if !out[i].Response {
-			if out[i].Status.Terminal() {
-				return out
-			}
-			break
-		}
-	}
-	return append(out, handlertest.Record{Status: djangodb.Finished})
 }
 
 // Diff describes the first difference between two runs' records, "" when

@@ -110,21 +110,10 @@ func RunStored(ctx context.Context, h gohandlers.Handler, stored string, o Optio
 	rec := NewRecorder(o.Type, o.Identifier)
 	task := &executor.Task{Type: o.Type, Identifier: o.Identifier, Handler: o.Path, Input: stored, HasInput: true}
 	err := reg.Execute(ctx, task, rec)
+	records := rec.End(err)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	rec.done = true
-	res := Result{Err: err}
-	switch {
-	case err != nil:
-		rec.add(Record{Status: djangodb.Failed, Message: djangodb.StorableText(err.Error())})
-	case !rec.status.Terminal():
-		// stopTaskSuccessIfNotFinished, with the daemon's empty message.
-		rec.add(Record{Status: djangodb.Finished})
-	}
-	res.Records = append([]Record(nil), rec.records...)
-	res.Status = rec.status
-	res.Response = rec.response
-	return res
+	return Result{Err: err, Records: records, Status: rec.status, Response: rec.response}
 }
 
 // ErrDone is what a Recorder's setters return once the run has ended, as
@@ -155,6 +144,26 @@ func NewRecorder(typ, identifier string) *Recorder {
 func (r *Recorder) Records() []Record {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return append([]Record(nil), r.records...)
+}
+
+// End ends the run whose handler returned err: it records the outcome
+// the daemon writes (FAILED with err's text, or FINISHED unless the
+// handler ended the task itself), refuses later writes with ErrDone, and
+// returns every record. Called again, it adds nothing.
+func (r *Recorder) End(err error) []Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.done {
+		r.done = true
+		switch {
+		case err != nil:
+			r.add(Record{Status: djangodb.Failed, Message: djangodb.StorableText(err.Error())})
+		case !r.status.Terminal():
+			// stopTaskSuccessIfNotFinished, with the daemon's empty message.
+			r.add(Record{Status: djangodb.Finished})
+		}
+	}
 	return append([]Record(nil), r.records...)
 }
 
