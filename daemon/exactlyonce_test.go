@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -140,17 +141,13 @@ func TestLateOutcomeDiscarded(t *testing.T) {
 		checkLog(t, store, id,
 			rec{djangodb.Accepted, ""}, rec{djangodb.Scheduled, ""}, rec{djangodb.Running, ""},
 			rec{djangodb.Accepted, djangodb.MsgZombieReenqueued}, rec{djangodb.Scheduled, ""}, rec{djangodb.Running, ""})
-		if _, err := store.Response(ctxT(t), id); !isNotFound(err) {
+		if _, err := store.Response(ctxT(t), id); !errors.Is(err, djangodb.ErrNotFound) {
 			t.Errorf("response after the discarded outcome: %v; want none", err)
 		}
 		if !strings.Contains(logs.String(), "outcome discarded") || !strings.Contains(logs.String(), "identifier=late") {
 			t.Errorf("no discard line naming the task in the daemon log:\n%s", logs)
 		}
 	})
-}
-
-func isNotFound(err error) bool {
-	return err != nil && strings.Contains(err.Error(), djangodb.ErrNotFound.Error())
 }
 
 // TestDeadlineDoesNotWaitForFlush (fault 3): a handler whose held-back

@@ -106,9 +106,12 @@ const (
 	sqlStuck         = `SELECT id FROM processes_task WHERE "lock" <> 0 AND "time" < $1 ORDER BY id`
 	sqlWaiting       = `SELECT count(*) FROM processes_task WHERE "lock" = 0`
 	sqlProbe         = `SELECT 1 FROM processes_task WHERE "lock" = 0 LIMIT 1`
-	sqlLogWhere      = ` FROM processes_logrecord WHERE instance_id = $1 ORDER BY "time", id`
-	sqlZombies       = `SELECT id FROM processes_instance WHERE type_id = $1 AND status IN (2, 3, 4) AND "timeUpdate" < $2 ORDER BY id`
-	sqlRetired       = `SELECT id FROM processes_instance WHERE type_id = $1 AND status IN (5, 6) AND "timeUpdate" < $2 AND id > $3
+	// sqlProbeWrite is ProbeWrite's task row for no instance: the foreign
+	// key is checked only at commit, which never comes.
+	sqlProbeWrite = `INSERT INTO processes_task (instance_id, "time", "lock") VALUES ($1, $2, $3)`
+	sqlLogWhere   = ` FROM processes_logrecord WHERE instance_id = $1 ORDER BY "time", id`
+	sqlZombies    = `SELECT id FROM processes_instance WHERE type_id = $1 AND status IN (2, 3, 4) AND "timeUpdate" < $2 ORDER BY id`
+	sqlRetired    = `SELECT id FROM processes_instance WHERE type_id = $1 AND status IN (5, 6) AND "timeUpdate" < $2 AND id > $3
 		ORDER BY id LIMIT $4`
 	// startColumns is what a claim returns of each started instance.
 	startColumns = `i.id, t.identifier, i.identifier, t.handler, t.timeout, t.maxstart, n.input

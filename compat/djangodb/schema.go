@@ -96,8 +96,7 @@ func ProbeWrite(ctx context.Context, st Store) error {
 	}
 	c := s.core()
 	err := c.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO processes_task (instance_id, "time", "lock") VALUES ($1, $2, $3)`,
-			int64(-1), c.bind(c.clock.now()), int64(-1)); err != nil {
+		if _, err := tx.ExecContext(ctx, sqlProbeWrite, int64(-1), c.bind(c.clock.now()), int64(-1)); err != nil {
 			return err
 		}
 		return errProbed
