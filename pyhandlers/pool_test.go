@@ -127,6 +127,13 @@ func errText(err error) string {
 
 // TestEveryTaskStatusMethod: each call reaches the store and answers with
 // the committed state.
+// everyMethodLog is the log atpd_fixtures.every_method leaves.
+var everyMethodLog = []logEntry{
+	{djangodb.Accepted, ""}, {djangodb.Scheduled, ""}, {djangodb.Running, ""},
+	{djangodb.Paused, "paused by handler"}, {djangodb.Running, "resumed by handler"},
+	{djangodb.Failed, "failed by handler"}, {djangodb.Finished, ""},
+}
+
 func TestEveryTaskStatusMethod(t *testing.T) {
 	e := newEnv(t)
 	p := startPool(t, e.poolConfig(t, newLogRecorder()))
@@ -136,13 +143,8 @@ func TestEveryTaskStatusMethod(t *testing.T) {
 	if o.err != nil {
 		t.Fatalf("Execute: %v", o.err)
 	}
-	want := []logEntry{
-		{djangodb.Accepted, ""}, {djangodb.Scheduled, ""}, {djangodb.Running, ""},
-		{djangodb.Paused, "paused by handler"}, {djangodb.Running, "resumed by handler"},
-		{djangodb.Failed, "failed by handler"}, {djangodb.Finished, ""},
-	}
-	if got := e.log(t, o.id); !sameLog(got, want) {
-		t.Errorf("log %v, want %v", got, want)
+	if got := e.log(t, o.id); !sameLog(got, everyMethodLog) {
+		t.Errorf("log %v, want %v", got, everyMethodLog)
 	}
 	r := e.response(t, o.id)
 	if r.MimeType != "text/xml" {
