@@ -365,7 +365,7 @@ func (c Config) StoreOptions() (djangodb.Options, error) {
 	if err != nil {
 		return djangodb.Options{}, err
 	}
-	opts := djangodb.Options{MaxQueueSize: c.MaxQueueSize, UseTZ: c.UseTZ, TimeZone: loc, SQLiteWAL: c.SQLiteWAL}
+	opts := djangodb.Options{MaxQueueSize: c.MaxQueueSize, MaxInputSize: c.MaxInputSize, UseTZ: c.UseTZ, TimeZone: loc, SQLiteWAL: c.SQLiteWAL}
 	if c.DBTimeZone != "" {
 		if opts.DBTimeZone, err = loadLocation(c.DBTimeZone); err != nil {
 			return djangodb.Options{}, fmt.Errorf("config: database TIME_ZONE %q: %w", c.DBTimeZone, err)

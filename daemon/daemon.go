@@ -478,16 +478,20 @@ func (d *Daemon) claim(n int) ([]djangodb.StartedTask, error) {
 // dispatch gives each claimed task a worker; the store returns at most
 // len(slots) tasks.
 func (d *Daemon) dispatch(sts []djangodb.StartedTask, slots []int) {
-	for i, st := range sts {
+	used := 0
+	for _, st := range sts {
+		if st.Undecodable != nil {
+			d.undecodable(st)
+			continue
+		}
 		d.n.started.Add(1)
 		d.obs.TaskStarted(st.Type)
 		d.tasks.Add(1)
 		d.n.holding.Add(1)
-		go d.runTask(slots[i], st)
+		go d.runTask(slots[used], st)
+		used++
 	}
-	if len(sts) < len(slots) {
-		d.freeSlots(slots[len(sts):])
-	}
+	d.freeSlots(slots[used:])
 }
 
 func (d *Daemon) freeSlots(slots []int) {

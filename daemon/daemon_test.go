@@ -687,6 +687,9 @@ func TestStoreErrors(t *testing.T) {
 		p := enqueue(t, store, "T", "panics", pyInput(t, "1"))
 		after := enqueue(t, store, "T", "after", pyInput(t, "1"))
 		ws.waitStatus(t, after, djangodb.Finished)
+		// The panicking task's FAILED is written after the panic, by then
+		// maybe behind the next task's outcome.
+		ws.waitStatus(t, p, djangodb.Failed)
 		if _, err := store.Instance(ctxT(t), del); !errors.Is(err, djangodb.ErrNotFound) {
 			t.Errorf("deleted instance: %v", err)
 		}

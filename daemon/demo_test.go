@@ -125,7 +125,7 @@ func TestDemoWithPythonProducer(t *testing.T) {
 			{"Raiser", "raises", []rec{{1, "enqueued with a message"}, {2, ""}, {3, ""}, {6, "missing ['k']"}}, false, nil},
 			{"Unknown", "unknown", []rec{{1, ""}, {2, ""}, {3, ""}, {6, "executor: no handler for tools.nothing.handler"}}, false, nil},
 			// binascii.Error's words, as the reference wrote them.
-			{"SequenceSum", "garbage", []rec{{1, ""}, {2, ""}, {3, ""}, {6, "Invalid base64-encoded string: number of data characters (25) cannot be 1 more than a multiple of 4"}}, false, nil},
+			{"SequenceSum", "garbage", []rec{{1, ""}, {2, ""}, {6, "Invalid base64-encoded string: number of data characters (25) cannot be 1 more than a multiple of 4"}}, false, nil},
 			{"SequenceSum", "later", []rec{{1, ""}, {2, ""}, {3, ""}, {5, ""}}, false, &response{"text/plain", "4.0"}},
 		}
 		for _, tt := range tests {

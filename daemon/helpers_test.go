@@ -257,9 +257,13 @@ func (w *watchStore) Claim(ctx context.Context, serverID int64, limit int, messa
 	}
 	w.note(func() {
 		w.dequeues = append(w.dequeues, limit)
-		for _, id := range ids {
-			w.status[id] = djangodb.Running
-			w.starts[id]++
+		for _, st := range sts {
+			if st.Undecodable != nil {
+				w.status[st.InstanceID] = djangodb.Failed // never started
+				continue
+			}
+			w.status[st.InstanceID] = djangodb.Running
+			w.starts[st.InstanceID]++
 		}
 	})
 	if w.afterDequeue != nil {

@@ -14,7 +14,8 @@ type Observer interface {
 	// TaskStarted: the daemon set a task RUNNING.
 	TaskStarted(typ string)
 	// TaskFinished: a task this daemon ran ended FINISHED or FAILED, after
-	// runTime from RUNNING.
+	// runTime from RUNNING; runTime is 0 for one its claim failed (an input
+	// that does not decode), which never was RUNNING.
 	TaskFinished(typ string, status djangodb.Status, runTime time.Duration)
 	// TaskReenqueued: the daemon put a task back on the queue (deadline,
 	// shutdown, zombie sweep). typ is "" for a task re-enqueued before

@@ -103,6 +103,16 @@ func (d *Daemon) fail(st djangodb.StartedTask, left leftover, cause error, log *
 	log.Error("PROCESS: "+st.Type+" "+st.Identifier+" failed: "+msg, "error", cause)
 }
 
+// undecodable reports a task the claim ended FAILED because its input
+// does not decode: it was never started, as the reference daemon's
+// startTask never saved RUNNING for it.
+func (d *Daemon) undecodable(st djangodb.StartedTask) {
+	d.n.failed.Add(1)
+	d.obs.TaskFinished(st.Type, djangodb.Failed, 0)
+	d.log.Error("PROCESS: "+st.Type+" "+st.Identifier+" failed: "+st.Undecodable.Error(),
+		"type", st.Type, "identifier", st.Identifier, "instance_id", st.InstanceID, "error", st.Undecodable)
+}
+
 // flushHeld commits a cancelled handler's held-back writes before the
 // daemon decides the task's fate from its status, so that they land in
 // the order the handler made them and before the daemon's own write. It

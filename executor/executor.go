@@ -113,10 +113,9 @@ var (
 	ErrInput = errors.New("cannot decode input")
 )
 
-// MsgNoInput is str(Input.DoesNotExist) as Django raises it in
-// tracker.startTask for an instance without an input row: the FAILED
-// message the reference daemon wrote.
-const MsgNoInput = "Input matching query does not exist."
+// MsgNoInput is the FAILED message the reference daemon wrote for an
+// instance without an input row (djangodb.MsgNoInput).
+const MsgNoInput = djangodb.MsgNoInput
 
 // ErrNoInputRow fails a task whose instance has no processes_input row,
 // with the reference daemon's message; it matches ErrInput.

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/eoxserver/atpd/compat/pickle"
 	"slices"
 	"time"
 )
@@ -18,11 +19,12 @@ type store struct {
 	q        *statements
 	clock    *ticks
 	maxQueue int
+	maxInput int            // how far a claim inflates an input to check it
 	loc      *time.Location // how times are returned
 }
 
 func newStore(d dialect, q *statements, opts Options) *store {
-	s := &store{d: d, q: q, clock: &processClock, maxQueue: opts.MaxQueueSize, loc: newDjangoTime(opts).loc}
+	s := &store{d: d, q: q, clock: &processClock, maxQueue: opts.MaxQueueSize, maxInput: opts.MaxInputSize, loc: newDjangoTime(opts).loc}
 	if opts.Clock != nil {
 		s.clock = &ticks{src: opts.Clock}
 	}
@@ -354,7 +356,7 @@ func (s *store) purge(ctx context.Context, tx *sql.Tx, ids []int64) error {
 // run under way. A FINISHED or FAILED one is run again: its waiting row is
 // a producer's request to, as the reference daemon treats it.
 // ErrQueueEmpty when there is none.
-func (s *store) take(ctx context.Context, op string, limit int, fn func(ctx context.Context, tx *sql.Tx, ids []int64, runs map[int64]*runRow) error) error {
+func (s *store) take(ctx context.Context, op string, limit int, fn func(ctx context.Context, tx *sql.Tx, ids []int64, runs map[int64]*runRow, inputs map[int64]sql.NullString) error) error {
 	if len(s.q.probe) > 0 {
 		// An idle daemon polls many times a second; the read pool answers
 		// an empty queue without the write lock (SQLite).
@@ -370,10 +372,13 @@ func (s *store) take(ctx context.Context, op string, limit int, fn func(ctx cont
 	err := s.write(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
 		type claimed struct{ task, instance int64 }
 		var got []claimed
+		inputs := make(map[int64]sql.NullString, limit)
 		err := s.run(ctx, tx, s.q.take, []any{max(limit, 1)}, func(r *sql.Rows) error {
 			var c claimed
-			err := r.Scan(&c.task, &c.instance)
+			var in sql.NullString
+			err := r.Scan(&c.task, &c.instance, &in)
 			got = append(got, c)
+			inputs[c.instance] = in
 			return err
 		})
 		if err != nil {
@@ -407,7 +412,7 @@ func (s *store) take(ctx context.Context, op string, limit int, fn func(ctx cont
 		if started = len(run); started == 0 {
 			return nil
 		}
-		return fn(ctx, tx, run, runs)
+		return fn(ctx, tx, run, runs, inputs)
 	})
 	switch {
 	case err == nil && taken == 0:
@@ -426,25 +431,45 @@ func claimOp(verb string, serverID int64) string {
 
 func (s *store) Claim(ctx context.Context, serverID int64, limit int, message string) ([]StartedTask, error) {
 	var out []StartedTask
-	err := s.take(ctx, claimOp("claim", serverID), limit, func(ctx context.Context, tx *sql.Tx, ids []int64, runs map[int64]*runRow) error {
+	err := s.take(ctx, claimOp("claim", serverID), limit, func(ctx context.Context, tx *sql.Tx, ids []int64, runs map[int64]*runRow, inputs map[int64]sql.NullString) error {
+		message := StorableText(message)
+		// tracker.startTask decodes the input before it saves RUNNING: an
+		// input that does not open ends FAILED right after SCHEDULED, in
+		// Python's words, and is not run.
+		var start []int64
+		var failed []change
+		bad := map[int64]error{}
+		for _, id := range ids {
+			if err := checkInput(inputs[id], s.maxInput); err != nil {
+				bad[id] = err
+				failed = append(failed, change{id, Scheduled, message}, change{id, Failed, err.Error()})
+				continue
+			}
+			start = append(start, id)
+		}
+		if _, err := s.setStatuses(ctx, tx, failed); err != nil {
+			return err
+		}
 		// Dequeue's and Start's writes, a tick apart: the SCHEDULED log
 		// record, timeUpdate, the RUNNING log record. Dequeue's SCHEDULED
 		// timeUpdate would be overwritten within the transaction, so it is
 		// not written.
-		base := s.clock.reserve(3 * len(ids))
-		message := StorableText(message)
-		rows := make([][]any, len(ids))
-		for k, id := range ids {
+		base := s.clock.reserve(3 * len(start))
+		rows := make([][]any, len(start))
+		for k, id := range start {
 			t := base.Add(time.Duration(3*k) * time.Microsecond)
 			rows[k] = []any{id, t, t.Add(time.Microsecond), t.Add(2 * time.Microsecond), message}
 		}
 		got, err := s.startInfo(ctx, tx, s.q.startRun, rows)
 		out = out[:0]
-		for k, id := range ids {
-			if st, ok := got[id]; ok {
-				st.StartedAt = base.Add(time.Duration(3*k+1) * time.Microsecond).In(s.loc)
+		for _, id := range ids {
+			r := runs[id]
+			if err := bad[id]; err != nil {
+				out = append(out, StartedTask{InstanceID: id, Type: r.Type, Identifier: r.Identifier, MaxStart: r.MaxStart, Undecodable: err})
+			} else if st, ok := got[id]; ok {
+				st.StartedAt = base.Add(time.Duration(3*slices.Index(start, id)+1) * time.Microsecond).In(s.loc)
 				// The new start is the log's last record.
-				st.Starts = runs[id].Starts + 1
+				st.Starts = r.Starts + 1
 				out = append(out, st)
 			}
 		}
@@ -454,6 +479,18 @@ func (s *store) Claim(ctx context.Context, serverID int64, limit int, message st
 		return nil, err
 	}
 	return out, nil
+}
+
+// checkInput is tracker.startTask's decoding of a task's input, the
+// pickle aside: ErrNoInput for a missing row, a *pickle.EnvelopeError for
+// text that is not base64 of zlib; each error's text is Python's. The
+// pickle is read by the executor, in the handler's interpreter (Go,
+// Python 2 or 3).
+func checkInput(in sql.NullString, limit int) error {
+	if !in.Valid {
+		return ErrNoInput
+	}
+	return pickle.CheckEnvelope(in.String, limit)
 }
 
 // startInfo runs st (startRun or startInfo) and reads what a start

@@ -62,7 +62,7 @@ type statements struct {
 	countWaiting   stmt // -> waiting task rows
 	queueStats     stmt // -> waiting rows, oldest time
 	probe          stmt // -> a row when a task waits
-	take           stmt // $1 limit -> task id, instance id of the waiting rows taken, oldest first
+	take           stmt // $1 limit -> task id, instance id, input (NULL: no row) of the waiting rows taken
 	instances      stmt // instance columns; a WHERE clause follows
 	log            stmt // $1 instance -> id, time, status, message, in getTaskLog's order
 	exists         stmt // $1 instance -> count

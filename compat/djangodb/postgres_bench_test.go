@@ -26,7 +26,7 @@ func BenchmarkPostgresLifecycle(b *testing.B) {
 				b.Fatal(err)
 			}
 			for i := range b.N {
-				if _, err := s.Enqueue(ctx, "B", fmt.Sprint(i), "eJxrYKotZIhgZGBgyC5k9GYs1gMAIjgDlA==", ""); err != nil {
+				if _, err := s.Enqueue(ctx, "B", fmt.Sprint(i), okInput, ""); err != nil {
 					b.Fatal(err)
 				}
 			}

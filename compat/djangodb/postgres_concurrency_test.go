@@ -77,7 +77,7 @@ func TestPostgresConcurrentClaims(t *testing.T) {
 	}
 	all := map[int64]bool{}
 	for i := range tasks {
-		id, err := setup.Enqueue(t.Context(), "C", fmt.Sprint("t", i), "", "")
+		id, err := setup.Enqueue(t.Context(), "C", fmt.Sprint("t", i), okInput, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -376,7 +376,7 @@ func TestPostgresDequeueSkipsRowBeingClaimed(t *testing.T) {
 	}
 	var ids []int64
 	for i := range 3 {
-		id, err := s.Enqueue(ctx, "C", fmt.Sprint("t", i), "", "")
+		id, err := s.Enqueue(ctx, "C", fmt.Sprint("t", i), okInput, "")
 		if err != nil {
 			t.Fatal(err)
 		}

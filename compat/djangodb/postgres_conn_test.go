@@ -102,7 +102,7 @@ func TestPostgresTerminatedPool(t *testing.T) {
 				var err error
 				switch op {
 				case "enqueue":
-					_, err = s.Enqueue(ctx, "T", fmt.Sprintf("t%d.%d", round, i), "", "")
+					_, err = s.Enqueue(ctx, "T", fmt.Sprintf("t%d.%d", round, i), okInput, "")
 				case "claim":
 					var sts []djangodb.StartedTask
 					if sts, err = s.Claim(ctx, 1, 1, ""); err == nil && len(sts) != 1 {
@@ -135,7 +135,7 @@ func TestPostgresClaimSurvivesTerminatedSession(t *testing.T) {
 	}
 	admin := rawDB(t, dsn)
 	for round := range 3 {
-		id, err := s.Enqueue(ctx, "T", fmt.Sprint("t", round), "", "")
+		id, err := s.Enqueue(ctx, "T", fmt.Sprint("t", round), okInput, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,7 +30,8 @@ var pgSQL = statements{
 	take: stmt{`WITH picked AS (
 			SELECT id FROM processes_task WHERE "lock" = 0 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
 		)
-		DELETE FROM processes_task t USING picked WHERE t.id = picked.id RETURNING t.id, t.instance_id`},
+		DELETE FROM processes_task t USING picked WHERE t.id = picked.id
+		RETURNING t.id, t.instance_id, (SELECT input FROM processes_input n WHERE n.instance_id = t.instance_id)`},
 	instances: stmt{instanceColumns(`i."timeInsert"`, `i."timeUpdate"`)},
 	log:       stmt{`SELECT id, "time", status, message` + sqlLogWhere},
 	exists:    stmt{sqlExists},

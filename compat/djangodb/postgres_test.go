@@ -128,6 +128,9 @@ func TestPostgresClaimStampsAfterTheClaim(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := producer.Exec(`INSERT INTO processes_input (instance_id, input) VALUES ($1, $2)`, id, okInput); err != nil {
+		t.Fatal(err)
+	}
 	if err := producer.Commit(); err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,8 @@ var sqliteSQL = statements{
 	queueStats:    stmt{`SELECT count(*), min(CAST("time" AS TEXT)) FROM processes_task WHERE "lock" = 0`},
 	probe:         stmt{sqlProbe},
 	take: stmt{`DELETE FROM processes_task WHERE id IN (
-		SELECT id FROM processes_task WHERE "lock" = 0 ORDER BY id LIMIT $1) RETURNING id, instance_id`},
+		SELECT id FROM processes_task WHERE "lock" = 0 ORDER BY id LIMIT $1)
+		RETURNING id, instance_id, (SELECT input FROM processes_input n WHERE n.instance_id = processes_task.instance_id)`},
 	instances:   stmt{instanceColumns(`CAST(i."timeInsert" AS TEXT)`, `CAST(i."timeUpdate" AS TEXT)`)},
 	log:         stmt{`SELECT id, CAST("time" AS TEXT), status, message` + sqlLogWhere},
 	exists:      stmt{sqlExists},

@@ -20,6 +20,10 @@ import (
 	_ "modernc.org/sqlite"
 )
 
+// okInput is a stored input that decodes (pickle.dumps((1, 2, 3, 4, 5),
+// 2)): a claim starts it.
+const okInput = "eJxrYKotZIhgZGBgyC5k9GYs1gMAIjgDlA=="
+
 var (
 	sqliteUTC    = testdb.Config{UseTZ: true, TimeZone: "UTC"}
 	sqliteVienna = testdb.Config{UseTZ: false, TimeZone: "Europe/Vienna"}
@@ -117,7 +121,7 @@ func sqliteRegister(t testing.TB, s djangodb.Store, spec djangodb.TypeSpec) djan
 
 func sqliteEnqueue(t testing.TB, s djangodb.Store, typ, id string) int64 {
 	t.Helper()
-	inst, err := s.Enqueue(context.Background(), typ, id, "eJxrYKotZIhgZGBgyC5k9GYs1gMAIjgDlA==", "")
+	inst, err := s.Enqueue(context.Background(), typ, id, okInput, "")
 	if err != nil {
 		t.Fatalf("enqueue %s::%s: %v", typ, id, err)
 	}
@@ -799,7 +803,7 @@ func TestSQLiteDatabaseTimeZone(t *testing.T) {
 	if _, err := s.RegisterType(ctx, djangodb.TypeSpec{Identifier: "T", Handler: "h.h"}); err != nil {
 		t.Fatal(err)
 	}
-	id, err := s.Enqueue(ctx, "T", "a", "", "")
+	id, err := s.Enqueue(ctx, "T", "a", okInput, "")
 	if err != nil {
 		t.Fatal(err)
 	}

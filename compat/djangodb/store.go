@@ -71,12 +71,15 @@ const (
 
 // Errors callers branch on.
 var (
-	ErrQueueFull   = errors.New("queue full")
-	ErrQueueEmpty  = errors.New("queue empty")
-	ErrNotFound    = errors.New("not found")
-	ErrExists      = errors.New("already exists")
-	ErrProtected   = errors.New("type has instances")
-	ErrUnsupported = errors.New("unsupported database")
+	ErrQueueFull  = errors.New("queue full")
+	ErrQueueEmpty = errors.New("queue empty")
+	// ErrNoInput is an instance without its processes_input row; its text
+	// is str(Input.DoesNotExist), what the reference daemon wrote.
+	ErrNoInput     error = pythonText(MsgNoInput)
+	ErrNotFound          = errors.New("not found")
+	ErrExists            = errors.New("already exists")
+	ErrProtected         = errors.New("type has instances")
+	ErrUnsupported       = errors.New("unsupported database")
 	// ErrNotOwned: a run's write was dropped because the run no longer
 	// owns the instance (see Completion.Fence).
 	ErrNotOwned = errors.New("run no longer owns the instance")
@@ -182,7 +185,23 @@ type StartedTask struct {
 	MaxStart  int
 	Starts    int       // starts so far, this one included (counted from the log)
 	StartedAt time.Time // the timeUpdate written with RUNNING
+	// Undecodable, when set, is why the claim ended the task FAILED
+	// instead of starting it: its input does not decode (ErrNoInput or a
+	// *pickle.EnvelopeError), which tracker.startTask found before it
+	// saved RUNNING. Such a task is not to be run; only its reference
+	// and MaxStart are set.
+	Undecodable error
 }
+
+// pythonText is an error whose text is an exception's str() in Python,
+// capitals and full stop included.
+type pythonText string
+
+func (t pythonText) Error() string { return string(t) }
+
+// MsgNoInput is str(Input.DoesNotExist) as Django raises it in
+// tracker.startTask for an instance without an input row.
+const MsgNoInput = "Input matching query does not exist."
 
 // Ref returns the instance's reference.
 func (t StartedTask) Ref() InstanceRef {
@@ -215,6 +234,11 @@ type Options struct {
 	// MaxQueueSize is the enqueue limit on waiting task rows
 	// (tracker.MAX_QUEUE_SIZE); 0 means DefaultMaxQueueSize.
 	MaxQueueSize int
+	// MaxInputSize is how far, in bytes after decompression, a claim
+	// inflates a task's input to check that it opens (as startTask did
+	// before RUNNING); what lies beyond is the executor's size limit's
+	// concern. 0 means pickle.DefaultMaxSize.
+	MaxInputSize int
 	// UseTZ and TimeZone mirror Django's USE_TZ and TIME_ZONE; they decide
 	// how timestamps are written on SQLite and which session time zone
 	// PostgreSQL uses. A nil TimeZone means UTC.

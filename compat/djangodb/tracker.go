@@ -40,7 +40,7 @@ func TrackerOf(s Store) Tracker {
 
 func (t *store) Dequeue(ctx context.Context, serverID int64, limit int, message string) ([]int64, error) {
 	var out []int64
-	err := t.take(ctx, claimOp("dequeue", serverID), limit, func(ctx context.Context, tx *sql.Tx, ids []int64, _ map[int64]*runRow) error {
+	err := t.take(ctx, claimOp("dequeue", serverID), limit, func(ctx context.Context, tx *sql.Tx, ids []int64, _ map[int64]*runRow, _ map[int64]sql.NullString) error {
 		changes := make([]change, len(ids))
 		for i, id := range ids {
 			changes[i] = change{id, Scheduled, message}

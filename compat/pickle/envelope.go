@@ -131,6 +131,38 @@ func (o DecodeOptions) Unwrap(text string) ([]byte, error) {
 	return o.inflate(z)
 }
 
+// CheckEnvelope reports whether a stored input opens the way
+// tracker.startTask opened it before it saved RUNNING (base64, then zlib),
+// without keeping the pickle: nil, or an *EnvelopeError in Python's words.
+// Inflating stops after limit bytes (0: DefaultMaxSize): an input larger
+// than that is the size limit's concern, not a fault of its envelope.
+func CheckEnvelope(text string, limit int) error {
+	z, err := unbase64([]byte(text))
+	if err != nil {
+		return err
+	}
+	if err := pyZlibHeader(z); err != nil {
+		return err
+	}
+	r, err := zlibReader(bytes.NewReader(z))
+	if err != nil {
+		return pyInflateError(z, err)
+	}
+	defer zlibReaders.Put(r)
+	limit = DecodeOptions{MaxSize: limit}.maxSize()
+	n, err := io.Copy(io.Discard, io.LimitReader(r, int64(limit)+1))
+	switch {
+	case err != nil:
+		return pyInflateError(z, err)
+	case n > int64(limit):
+		return nil
+	}
+	if err := r.Close(); err != nil {
+		return pyInflateError(z, err)
+	}
+	return nil
+}
+
 // Unbase64 is the first layer of Unwrap alone: the zlib stream inside a
 // stored input, for callers that inspect it without inflating it whole
 // (the daemon measures an input's inflated size through a fixed buffer).

@@ -152,6 +152,16 @@ func TestZlibBomb(t *testing.T) {
 				t.Errorf("allocated %d bytes for a limit of %d", alloc, limit)
 			}
 			t.Logf("failed after %v: %v", took, err)
+			// The claim's check passes a bomb on to the size limit, and
+			// allocates nothing of its size.
+			runtime.ReadMemStats(&before)
+			if err := CheckEnvelope(text, c.opts.MaxSize); err != nil {
+				t.Errorf("CheckEnvelope: %v, want nil (too large is not a broken envelope)", err)
+			}
+			runtime.ReadMemStats(&after)
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+				t.Errorf("CheckEnvelope allocated %d bytes", alloc)
+			}
 		})
 	}
 	// The limit applies to raw pickles too.

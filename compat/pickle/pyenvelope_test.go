@@ -42,6 +42,9 @@ func TestEnvelopeMessages(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Unwrap(c.text)
+			if cerr := CheckEnvelope(c.text, 0); (cerr == nil) != (err == nil) || (cerr != nil && cerr.Error() != err.Error()) {
+				t.Errorf("CheckEnvelope %v, Unwrap %v: the check must fail exactly as decoding does", cerr, err)
+			}
 			if c.layer == nil {
 				if err != nil {
 					t.Fatalf("Unwrap: %v, want the pickle", err)
@@ -144,6 +147,9 @@ json.dump(out, sys.stdout)
 	for i, text := range texts {
 		got, err := Unwrap(text)
 		w := want[i]
+		if cerr := CheckEnvelope(text, 0); (cerr == nil) != (err == nil) || (cerr != nil && cerr.Error() != err.Error()) {
+			t.Errorf("case %d %q: CheckEnvelope %v, Unwrap %v", i, text, cerr, err)
+		}
 		switch {
 		case w.OK != nil && err != nil:
 			t.Errorf("case %d %q: Go fails %q, Python decodes", i, text, err)

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os/exec"
@@ -200,11 +201,9 @@ func testClaim(t *testing.T, e *env) {
 func testClaimStartsAndInput(t *testing.T, e *env) {
 	e.register("Seq", 60, -1, 5)
 	id := e.enqueue("Seq", "s", "")
-	bare := e.enqueue("Seq", "bare", "")
-	e.exec(`DELETE FROM processes_input WHERE instance_id = $1`, bare)
 	got := e.claimAll(2, "")
-	if len(got) != 2 || got[0].Starts != 1 || !got[0].HasInput || got[1].HasInput || got[1].Input != "" {
-		t.Fatalf("claim = %+v, want one start each, input only for the first", got)
+	if len(got) != 1 || got[0].Starts != 1 || !got[0].HasInput || got[0].Input != input("s") || got[0].Undecodable != nil {
+		t.Fatalf("claim = %+v, want one start with its input", got)
 	}
 	for want := 2; want <= 3; want++ {
 		if err := e.store.Reenqueue(e.ctx, id, djangodb.MsgZombieReenqueued); err != nil {
@@ -216,6 +215,59 @@ func testClaimStartsAndInput(t *testing.T, e *env) {
 		}
 	}
 	checkLogTimes(t, e.log(id))
+}
+
+// testClaimUndecodable: tracker.startTask decodes the input before it
+// saves RUNNING, so an input that does not open leaves 1, 2, 6 with
+// Python's message (measured on the reference daemon), and the claim goes
+// on with the tasks beside it. A broken pickle inside a sound envelope is
+// started: its interpreter reads it.
+func testClaimUndecodable(t *testing.T, e *env) {
+	e.register("Bad", 60, -1, 5)
+	z := djangodb.EncodeResponse([]byte("\x80\x02K\x05."))
+	raw, _ := base64.StdEncoding.DecodeString(z)
+	cases := []struct {
+		name, input string // "-": no input row
+		message     string // "": started
+	}{
+		{"good", input("good"), ""},
+		{"bad base64", "this is not base64!", "Incorrect padding"},
+		{"not zlib", base64.StdEncoding.EncodeToString([]byte("plain text, not zlib")), "Error -3 while decompressing data: incorrect header check"},
+		{"truncated zlib", base64.StdEncoding.EncodeToString(raw[:len(raw)-3]), "Error -5 while decompressing data: incomplete or truncated stream"},
+		{"empty", "", "Error -5 while decompressing data: incomplete or truncated stream"},
+		{"no input row", "-", "Input matching query does not exist."},
+		{"data after the padding", z + "QUJDRA==", ""},
+		{"broken pickle", djangodb.EncodeResponse([]byte("\x80\x02K")), ""},
+	}
+	ids := make([]int64, len(cases))
+	for i, c := range cases {
+		ids[i] = e.enqueue("Bad", c.name, "")
+		if c.input == "-" {
+			e.exec(`DELETE FROM processes_input WHERE instance_id = $1`, ids[i])
+		} else {
+			e.exec(`UPDATE processes_input SET input = $1 WHERE instance_id = $2`, c.input, ids[i])
+		}
+	}
+	got := e.claimAll(len(cases), "msg")
+	if !slices.Equal(startedIDs(got), ids) {
+		t.Fatalf("claim = %v, want every task in queue order %v", startedIDs(got), ids)
+	}
+	s := e.dump()
+	for i, c := range cases {
+		st, sh := got[i], e.shapeOf(s, ids[i])
+		if c.message == "" {
+			if st.Undecodable != nil || sh.Status != int64(djangodb.Running) || !slices.Equal(sh.Logs, []string{"1:", "2:msg", "3:msg"}) {
+				t.Errorf("%s: %+v, rows %+v; want it started", c.name, st, sh)
+			}
+			continue
+		}
+		if st.Undecodable == nil || st.Undecodable.Error() != c.message || st.Type != "Bad" || st.Identifier != c.name {
+			t.Errorf("%s: claimed %+v, want Undecodable %q with its reference", c.name, st, c.message)
+		}
+		if want := []string{"1:", "2:msg", "6:" + c.message}; sh.Status != int64(djangodb.Failed) || !slices.Equal(sh.Logs, want) || len(sh.Tasks) != 0 {
+			t.Errorf("%s: rows %+v, want FAILED with log %q and no task row", c.name, sh, want)
+		}
+	}
 }
 
 // completionCase is one task's way from RUNNING (left by Claim) to an end.

@@ -97,6 +97,7 @@ var cases = []testCase{
 	{"ClaimEqualsDequeueStart", testClaimEqualsDequeueStart},
 	{"Claim", testClaim},
 	{"ClaimStartsAndInput", testClaimStartsAndInput},
+	{"ClaimUndecodable", testClaimUndecodable},
 	{"CompleteEqualsSingle", testCompleteEqualsSingle},
 	{"CompleteSkips", testCompleteSkips},
 	{"UnstorableText", testUnstorableText},
