@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,14 +64,20 @@ func testPython27Worker(t *testing.T, py, db string) {
 		input         []byte // a protocol 0-2 pickle, as Python 2 wrote them
 		err           string // Execute's error: the FAILED message
 		resp, mime    string // the stored response when it finishes
+		trace         string // in the traceback logged with the failure
 	}{
-		{"ASCII exception", "atpd_fixtures.raises", []byte("K\x07."), "bad value 7", "", ""},
-		{"unicode exception", "atpd_fixtures.raises_unicode", []byte("N."), "caf\u00e9 \u20ac", "", ""},
-		{"os._exit(3)", "atpd_fixtures.exit3", []byte("N."), "python worker exited with status 3", "", ""},
-		{"SIGKILL from inside", "atpd_fixtures.sigkill", []byte("N."), "python worker killed by signal 9 (killed)", "", ""},
-		{"str response", "atpd_fixtures.respond", []byte("(U\x05bytesU\x18application/octet-streamt."), "", "\x00\x01\xfe\xffbinary", "application/octet-stream"},
-		{"unicode response", "atpd_fixtures.respond", []byte("(U\x04textNt."), "", "caf\u00e9 \u20ac", "text/xml"},
-		{"megabytes of output", "atpd_fixtures.printer", []byte("(J\x20\x4e\x00\x00KdM\x00 t."), "", "printed", "text/plain"},
+		{"ASCII exception", "atpd_fixtures.raises", []byte("K\x07."), "bad value 7", "", "", ""},
+		{"unicode exception", "atpd_fixtures.raises_unicode", []byte("N."), "caf\u00e9 \u20ac", "", "", ""},
+		// unicode(e) raised where the original called it, and killed its
+		// worker; atpd fails the task with those words (worker.py's
+		// exception_text), the handler's message in the log.
+		{"str exception with non-ASCII bytes", "atpd_fixtures.raises_str_bytes", []byte("N."),
+			"'ascii' codec can't decode byte 0xc3 in position 3: ordinal not in range(128)", "", "", "ValueError: caf\xc3\xa9 \xff"},
+		{"os._exit(3)", "atpd_fixtures.exit3", []byte("N."), "python worker exited with status 3", "", "", ""},
+		{"SIGKILL from inside", "atpd_fixtures.sigkill", []byte("N."), "python worker killed by signal 9 (killed)", "", "", ""},
+		{"str response", "atpd_fixtures.respond", []byte("(U\x05bytesU\x18application/octet-streamt."), "", "\x00\x01\xfe\xffbinary", "application/octet-stream", ""},
+		{"unicode response", "atpd_fixtures.respond", []byte("(U\x04textNt."), "", "caf\u00e9 \u20ac", "text/xml", ""},
+		{"megabytes of output", "atpd_fixtures.printer", []byte("(J\x20\x4e\x00\x00KdM\x00 t."), "", "printed", "text/plain", ""},
 	}
 	for i, c := range outcomes {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,6 +91,12 @@ func testPython27Worker(t *testing.T, py, db string) {
 				}
 				if got := e.log(t, o.id); got[len(got)-1] != (logEntry{djangodb.Failed, c.err}) {
 					t.Errorf("last record %v, want FAILED %q", got[len(got)-1], c.err)
+				}
+				if c.trace != "" {
+					recs := logs.find("python handler raised an exception", map[string]string{"error": c.err})
+					if len(recs) != 1 || !strings.Contains(recs[0].Attrs["traceback"], c.trace) {
+						t.Errorf("no traceback with %q logged; log:\n%s", c.trace, logs.dump())
+					}
 				}
 				return
 			}
