@@ -108,6 +108,9 @@ func testPython27Worker(t *testing.T, py, db string) {
 			}
 		})
 	}
+	t.Run("module reloaded on change", func(t *testing.T) {
+		checkReload(t, e, cfg)
+	})
 	t.Run("past the deadline", func(t *testing.T) {
 		e.register(t, "Sleep", "atpd_fixtures.sleeper")
 		e.enqueueRaw(t, "Sleep", "long", pickleFloat(30))
