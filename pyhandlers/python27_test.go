@@ -1,14 +1,21 @@
 package pyhandlers
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/internal/testdb"
 )
 
 // python27 is Debian bullseye's python2.7 (scripts/setup-python2.sh);
@@ -122,4 +129,92 @@ func testPython27Worker(t *testing.T, py, db string) {
 			t.Errorf("status %v after the timeout, want RUNNING left for the daemon", st)
 		}
 	})
+}
+
+// py2Input is one pickle a real python2.7 producer made (gen2.py's output).
+type py2Input struct {
+	Name     string `json:"name"`
+	Module   string `json:"module"` // pickle or cPickle
+	Protocol int    `json:"protocol"`
+	Input    string `json:"input"` // base64(zlib(pickle)), as enqueueTask stored it
+}
+
+// TestPython27Inputs: each pickle a real python2.7 producer makes (the
+// cases of compat/pickle/testdata/gen2.py, generated in this run: str with
+// non-ASCII bytes, unicode, long, datetimes naive and with a tzinfo class,
+// Decimal, sets, old- and new-style instances, nested containers; pickle
+// and cPickle, protocols 0, 1 and 2) reaches a Python 2 handler, run by
+// the CPython worker under python2.7, as the very object python2.7's own
+// pickle.loads gives for the same bytes.
+func TestPython27Inputs(t *testing.T) {
+	py := python27(t)
+	// gen2.py and py2values.py, the module of the classes the pickles name,
+	// which the workers import as a deployment's import the producer's.
+	classes := filepath.Join(testdb.RepoRoot(t), "compat", "pickle", "testdata")
+	cmd := exec.Command(py, filepath.Join(classes, "gen2.py"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("gen2.py under %s: %v\n%s", py, err, stderr.Bytes())
+	}
+	var inputs []py2Input
+	if err := json.Unmarshal(out, &inputs); err != nil {
+		t.Fatalf("gen2.py output: %v", err)
+	}
+	if len(inputs) < 150 {
+		t.Fatalf("gen2.py made only %d pickles", len(inputs))
+	}
+	for _, db := range []string{"sqlite", "postgres"} {
+		t.Run(db, func(t *testing.T) { testPython27Inputs(t, py, db, classes, inputs) })
+	}
+}
+
+func testPython27Inputs(t *testing.T, py, db, classes string, inputs []py2Input) {
+	e := newEnvOn(t, db)
+	logs := newLogRecorder()
+	cfg := e.poolConfig(t, logs)
+	cfg.Python = py
+	cfg.PythonPath = append(cfg.PythonPath, classes)
+	// The handler reads the input text of its task from here, by the
+	// task's identifier, to unpickle it itself.
+	dir := t.TempDir()
+	cfg.Env = append(cfg.Env, "ATPD_TEST_INPUTS="+dir)
+	p := startPool(t, cfg)
+	e.register(t, "Py2In", "py2_fixtures.same_as_loads")
+	run := func(t *testing.T, ident, enqueued, handlerLoads string) string {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, ident), []byte(handlerLoads), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.enqueueText(t, "Py2In", ident, enqueued)
+		o := e.runNext(t, p, context.Background())
+		if o.err != nil {
+			t.Fatalf("Execute: %v\nlog:\n%s", o.err, logs.dump())
+		}
+		return string(e.response(t, o.id).Data)
+	}
+	for i, in := range inputs {
+		t.Run(in.Module+"/"+strconv.Itoa(in.Protocol)+"/"+in.Name, func(t *testing.T) {
+			if got := run(t, fmt.Sprintf("in%03d", i), in.Input, in.Input); got != "ok" {
+				t.Errorf("the handler's input is not what pickle.loads gives: %s", got)
+			}
+		})
+	}
+	// The comparison itself: inputs that differ from the pickle the
+	// handler loads only in what equality overlooks.
+	controls := []struct {
+		name, input, loads, diff string
+	}{
+		{"int is not long", "I1\n.", "L1L\n.", "input: 1 of __builtin__.int, want 1L of __builtin__.long"},
+		{"str is not unicode", "S'a'\n.", "Va\n.", "input: 'a' of __builtin__.str, want u'a' of __builtin__.unicode"},
+		{"-0.0 is not 0.0", "F-0.0\n.", "F0.0\n.", "input: -0.0, want 0.0"},
+	}
+	for i, c := range controls {
+		t.Run("control/"+c.name, func(t *testing.T) {
+			if got := run(t, fmt.Sprintf("control%d", i), envelope([]byte(c.input)), envelope([]byte(c.loads))); got != c.diff {
+				t.Errorf("handler stored %q, want %q", got, c.diff)
+			}
+		})
+	}
 }
