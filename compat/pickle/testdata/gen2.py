@@ -20,37 +20,7 @@ import sys
 import zlib
 
 from py2values import OBJECTS, VALUES
-
-
-def isoduration(td):
-    """A timedelta as doc.go writes it (gen.py's iso_duration): an ISO
-    8601 duration without its zero parts, a leading minus when negative."""
-    sign = "-" if td < datetime.timedelta(0) else ""
-    td = abs(td)
-    d, s, us = td.days, td.seconds, td.microseconds
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    out = sign + "P"
-    if d:
-        out += "%dD" % d
-    if h or m or s or us or not d:
-        out += "T"
-        if h:
-            out += "%dH" % h
-        if m:
-            out += "%dM" % m
-        if s or us or not (h or m):
-            out += "%d" % s + (".%06d" % us if us else "") + "S"
-    return out
-
-
-def text(s):
-    """A Python 2 str as the Go side renders it: its bytes as UTF-8 when
-    they are UTF-8, else read as Latin-1."""
-    try:
-        return s.decode("utf-8")
-    except UnicodeDecodeError:
-        return s.decode("latin-1")
+from pycommon import iso_duration, py2_text
 
 
 def conv(v):
@@ -63,14 +33,14 @@ def conv(v):
     if isinstance(v, unicode):
         return v
     if isinstance(v, str):
-        return text(v)
+        return py2_text(v)
     if isinstance(v, (list, tuple)):
         return [conv(x) for x in v]
     if isinstance(v, collections.OrderedDict) or isinstance(v, dict):
         out = collections.OrderedDict()
         items = v.items() if isinstance(v, collections.OrderedDict) else sorted(v.items())
         for k, x in items:
-            key = k if isinstance(k, unicode) else (text(k) if isinstance(k, str) else repr(k))
+            key = k if isinstance(k, unicode) else (py2_text(k) if isinstance(k, str) else repr(k))
             out[key] = conv(x)
         return out
     if isinstance(v, (set, frozenset)):
@@ -82,7 +52,7 @@ def conv(v):
     if isinstance(v, (datetime.date, datetime.time)):
         return unicode(v.isoformat())
     if isinstance(v, datetime.timedelta):
-        return unicode(isoduration(v))
+        return unicode(iso_duration(v))
     raise TypeError("no JSON for %r" % (v,))
 
 
