@@ -35,9 +35,10 @@ func python27(t *testing.T) string {
 // TestPython27Worker: the CPython worker runs Python 2.7 handlers exactly
 // as Python 3 ones, with the rows the original daemon wrote under Python 2:
 // every TaskStatus method, an exception's unicode(e) (ASCII and unicode
-// messages), a str response stored as its bytes and unicode as UTF-8, a
-// worker that calls os._exit or is killed from inside, a handler past its
-// deadline, and megabytes of output.
+// messages; a str message with non-ASCII bytes, on which unicode(e)
+// raised), a str response stored as its bytes and unicode as UTF-8, a
+// worker that calls os._exit or is killed from inside, an edited module
+// reloaded, a handler past its deadline, and megabytes of output.
 func TestPython27Worker(t *testing.T) {
 	py := python27(t)
 	for _, db := range []string{"sqlite", "postgres"} {
