@@ -337,40 +337,75 @@ func TestConfigValidate(t *testing.T) {
 // in the same worker.
 func TestReloadChangedHandler(t *testing.T) {
 	e := newEnv(t)
-	dir := t.TempDir()
-	cfg := e.poolConfig(t, newLogRecorder())
-	cfg.PythonPath = append(cfg.PythonPath, dir)
-	p := startPool(t, cfg)
-	mod := filepath.Join(dir, "edited_handler.py")
-	write := func(version string, mtime time.Time) {
-		src := "import os\n\ndef handler(taskStatus, input):\n    taskStatus.storeResponse('%s %d' % (" + strconv.Quote(version) + ", os.getpid()), 'text/plain')\n"
-		if err := os.WriteFile(mod, []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		// Same-second edits are the case .pyc checks miss; set the time
-		// explicitly so the test does not depend on file system granularity.
-		if err := os.Chtimes(mod, mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
+	checkReload(t, e, e.poolConfig(t, newLogRecorder()))
+}
+
+// checkReload runs three versions of a handler module, edited between
+// tasks, in one worker of a pool on cfg, with and without the .pyc files
+// an import writes: each task must run the version just written. The
+// versions have equal sizes and mtimes within one second, which a .pyc
+// cannot tell apart (it records the whole-second mtime, and on Python 2
+// not the size).
+func checkReload(t *testing.T, e *env, cfg Config) {
+	t.Helper()
+	modes := []struct {
+		name     string
+		env      []string
+		bytecode bool
+	}{
+		{"no bytecode", cfg.Env, false},
+		// Empty, the variable is off, whatever the test's own environment
+		// holds (the last entry wins).
+		{"bytecode written", append(cfg.Env[:len(cfg.Env):len(cfg.Env)], "PYTHONDONTWRITEBYTECODE="), true},
 	}
-	e.register(t, "Edit", "edited_handler.handler")
-	base := time.Now().Truncate(time.Second)
-	var pids []string
-	for i, v := range []string{"one", "two", "six"} { // equal lengths: only the mtime changes
-		write(v, base.Add(time.Duration(i)*time.Millisecond))
-		e.enqueueRaw(t, "Edit", v, []byte("N."))
-		o := e.runNext(t, p, context.Background())
-		if o.err != nil {
-			t.Fatalf("Execute: %v", o.err)
-		}
-		got := strings.Fields(string(e.response(t, o.id).Data))
-		if len(got) != 2 || got[0] != v {
-			t.Fatalf("handler answered %q, want version %s", got, v)
-		}
-		pids = append(pids, got[1])
-	}
-	if pids[0] != pids[1] || pids[1] != pids[2] {
-		t.Errorf("workers %v: the reload should not need a new worker", pids)
+	for i, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := cfg
+			cfg.Env = m.env
+			cfg.PythonPath = append(append([]string(nil), cfg.PythonPath...), dir)
+			p := startPool(t, cfg)
+			mod := filepath.Join(dir, "edited_handler.py")
+			write := func(version string, mtime time.Time) {
+				t.Helper()
+				src := "import os\n\ndef handler(taskStatus, input):\n    taskStatus.storeResponse('%s %d' % (" + strconv.Quote(version) + ", os.getpid()), 'text/plain')\n"
+				if err := os.WriteFile(mod, []byte(src), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				// Set the time explicitly so the test does not depend on
+				// file system granularity.
+				if err := os.Chtimes(mod, mtime, mtime); err != nil {
+					t.Fatal(err)
+				}
+			}
+			typ := "Edit" + strconv.Itoa(i)
+			e.register(t, typ, "edited_handler.handler")
+			base := time.Now().Truncate(time.Second)
+			var pids []string
+			for j, v := range []string{"one", "two", "six"} { // equal lengths: only the mtime changes
+				write(v, base.Add(time.Duration(j)*time.Millisecond))
+				e.enqueueRaw(t, typ, v, []byte("N."))
+				o := e.runNext(t, p, context.Background())
+				if o.err != nil {
+					t.Fatalf("Execute: %v", o.err)
+				}
+				got := strings.Fields(string(e.response(t, o.id).Data))
+				if len(got) != 2 || got[0] != v {
+					t.Fatalf("handler answered %q, want version %s", got, v)
+				}
+				pids = append(pids, got[1])
+			}
+			// Python 2 writes edited_handler.pyc beside the source,
+			// Python 3 into __pycache__.
+			pyc, _ := filepath.Glob(filepath.Join(dir, "*.pyc"))
+			cached, _ := filepath.Glob(filepath.Join(dir, "__pycache__", "*.pyc"))
+			if wrote := len(pyc)+len(cached) > 0; wrote != m.bytecode {
+				t.Errorf(".pyc files written: %v, want %v", wrote, m.bytecode)
+			}
+			if pids[0] != pids[1] || pids[1] != pids[2] {
+				t.Errorf("workers %v: the reload should not need a new worker", pids)
+			}
+		})
 	}
 }
 

@@ -383,14 +383,26 @@ def load_input(field):
 
 
 def exception_text(e):
-    # The reference daemon stored unicode(e) as the FAILED message.
+    """The FAILED message for e: unicode(e), as the reference daemon stored
+    it (str(e) on Python 3)."""
     try:
         return text_type(e)
-    except Exception:
+    except Exception as failure:
+        # unicode(e) itself raised: under Python 2, a str message holding
+        # non-ASCII bytes gives UnicodeDecodeError with the default "ascii"
+        # encoding. The reference raised that inside its except clause, so
+        # its worker process died of it (the traceback on stderr), and the
+        # task stayed RUNNING until the zombie sweep re-enqueued it, to kill
+        # another worker at every timeout. atpd fails the task, as it does
+        # every task whose worker died, with what the reference died of:
+        # "'ascii' codec can't decode byte 0xc3 in position 3: ordinal not
+        # in range(128)". The handler's own message is in the logged
+        # traceback; a sitecustomize that set a UTF-8 default encoding makes
+        # unicode(e) succeed here as it did in the reference.
         try:
-            return str(e).decode("utf-8", "replace")
+            return text_type(failure)
         except Exception:
-            return repr(e)
+            return text_type(type(failure).__name__)
 
 
 def utf8(message):

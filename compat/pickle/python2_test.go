@@ -67,8 +67,8 @@ func TestPython2Pickles(t *testing.T) {
 				if len(o.Args) != 2 {
 					t.Fatalf("args %#v, want the packed value and the tzinfo", o.Args)
 				}
-				if tz, ok := o.Args[1].(*Object); !ok || tz.Module != "__main__" || tz.Name != "FixedTZ" {
-					t.Errorf("tzinfo %#v, want a __main__.FixedTZ *Object", o.Args[1])
+				if tz, ok := o.Args[1].(*Object); !ok || tz.Module != "py2values" || tz.Name != "FixedTZ" {
+					t.Errorf("tzinfo %#v, want a py2values.FixedTZ *Object", o.Args[1])
 				}
 				return
 			}

@@ -29,6 +29,8 @@ import re
 import sys
 import zlib
 
+from pycommon import iso_duration, py2_text
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 UTC = datetime.timezone.utc
 
@@ -75,34 +77,6 @@ class New:
 
 
 # --- the JSON mapping -------------------------------------------------------
-
-def iso_duration(td):
-    sign = "-" if td < datetime.timedelta(0) else ""
-    td = abs(td)
-    d, s, us = td.days, td.seconds, td.microseconds
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    out = sign + "P"
-    if d:
-        out += "%dD" % d
-    if h or m or s or us or not d:
-        out += "T"
-        if h:
-            out += "%dH" % h
-        if m:
-            out += "%dM" % m
-        if s or us or not (h or m):
-            out += "%d" % s + (".%06d" % us if us else "") + "S"
-    return out
-
-
-def py2_text(b):
-    """A Python 2 str: its text if it is UTF-8, else its bytes as Latin-1."""
-    try:
-        return b.decode("utf-8")
-    except UnicodeDecodeError:
-        return b.decode("latin-1")
-
 
 def fix_surrogates(s):
     # Python 2 narrow builds wrote non-BMP characters as surrogate pairs;

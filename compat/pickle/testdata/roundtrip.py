@@ -24,6 +24,8 @@ import pickletools
 import sys
 import zlib
 
+from pycommon import same
+
 
 class Thing:
     def __init__(self, a=1):
@@ -56,45 +58,6 @@ PY2_GLOBALS = {
 }
 
 
-BYTES_LIKE = False  # set per case: a bytearray written back as bytes
-
-
-def same(a, b):
-    """Equal values of the same types, recursively (1 == 1.0 == True and
-    (1,) != [1] matter here)."""
-    if isinstance(a, collections.OrderedDict) or isinstance(b, collections.OrderedDict):
-        return isinstance(a, dict) and isinstance(b, dict) and same(list(a.items()), list(b.items()))
-    if BYTES_LIKE and isinstance(a, (bytes, bytearray)) and isinstance(b, (bytes, bytearray)):
-        return bytes(a) == bytes(b)
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        if math.isnan(a):
-            return math.isnan(b)
-        return a == b and math.copysign(1, a) == math.copysign(1, b)
-    if isinstance(a, complex):
-        return same(a.real, b.real) and same(a.imag, b.imag)
-    if isinstance(a, (list, tuple)):
-        ok = len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-        return ok and (type(a).__module__ != "__main__" or same(vars(a), vars(b)))
-    if isinstance(a, dict):
-        # Position by position: keys such as Decimal('NaN') equal nothing.
-        ok = len(a) == len(b) and all(same(k, l) for k, l in zip(a, b)) \
-            and same(list(a.values()), list(b.values()))
-        return ok and (type(a).__module__ != "__main__" or same(vars(a), vars(b)))
-    if isinstance(a, (set, frozenset)):
-        return len(a) == len(b) and all(any(same(x, y) for y in b) for x in a)
-    if isinstance(a, decimal.Decimal):
-        return str(a) == str(b)
-    if isinstance(a, type):
-        return a is b
-    if isinstance(a, (datetime.datetime, datetime.time)):
-        return a == b and (a.tzinfo is None) == (b.tzinfo is None) and a.utcoffset() == b.utcoffset()
-    if hasattr(a, "__dict__") and not isinstance(a, type):
-        return same(vars(a), vars(b))
-    return a == b
-
-
 def load(text):
     return pickle.loads(zlib.decompress(base64.b64decode(text)))
 
@@ -103,10 +66,8 @@ def main():
     cases = json.load(open(sys.argv[1], encoding="utf-8"))
     env = {"datetime": datetime, "decimal": decimal, "collections": collections, "math": math,
            "Thing": Thing, "WithArgs": WithArgs, "MyList": MyList, "MyDict": MyDict, "UTC": datetime.timezone.utc}
-    global BYTES_LIKE
     results = []
     for c in cases:
-        BYTES_LIKE = c.get("bytearray_as_bytes", False)
         r = {"name": c["name"]}
         try:
             p = zlib.decompress(base64.b64decode(c["input"]))
@@ -124,7 +85,7 @@ def main():
                 want = eval(c["expr"], env)
             else:
                 want = load(c["original"])
-            ok = same(obj, want)
+            ok = same(obj, want, c.get("bytearray_as_bytes", False))
             if ok and c.get("check"):
                 ok = bool(eval(c["check"], dict(env, obj=obj)))
             r.update(ok=ok, got=repr(obj)[:300], want=repr(want)[:300])

@@ -24,6 +24,8 @@ import pickle
 import sys
 import zlib
 
+from pycommon import same
+
 
 class Thing(object):
     def __init__(self, a=1):
@@ -56,54 +58,6 @@ class Math(object):
         return x != x
 
 
-BYTES_LIKE = False
-
-
-def same(a, b):
-    if isinstance(a, collections.OrderedDict) or isinstance(b, collections.OrderedDict):
-        return isinstance(a, dict) and isinstance(b, dict) and same(list(a.items()), list(b.items()))
-    if BYTES_LIKE and isinstance(a, (str, bytearray)) and isinstance(b, (str, bytearray)):
-        return str(a) == str(b)
-    if isinstance(a, (int, long)) and isinstance(b, (int, long)) and not isinstance(a, bool) and not isinstance(b, bool):
-        return a == b
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        if a != a:
-            return b != b
-        return a == b and repr(a) == repr(b)
-    if isinstance(a, complex):
-        return same(a.real, b.real) and same(a.imag, b.imag)
-    if isinstance(a, (list, tuple)):
-        ok = len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-        return ok and (type(a).__module__ != "__main__" or same(vars(a), vars(b)))
-    if isinstance(a, dict):
-        # Python 2 finds u'k' under 'k' (an attribute, a keyword
-        # argument): equal ASCII str and unicode keys are one key.
-        ka, kb = sorted(a.keys(), key=key_order), sorted(b.keys(), key=key_order)
-        ok = len(a) == len(b) and all(same_key(k, l) and same(a[k], b[l]) for k, l in zip(ka, kb))
-        return ok and (type(a).__module__ != "__main__" or same(vars(a), vars(b)))
-    if isinstance(a, (set, frozenset)):
-        return len(a) == len(b) and all(any(same(x, y) for y in b) for x in a)
-    if isinstance(a, decimal.Decimal):
-        return str(a) == str(b)
-    if isinstance(a, type):
-        return a is b
-    if hasattr(a, "__dict__") and not isinstance(a, type):
-        return same(vars(a), vars(b))
-    return a == b
-
-
-def key_order(k):
-    return repr(unicode(k)) if isinstance(k, basestring) else repr(k)
-
-
-def same_key(a, b):
-    if isinstance(a, basestring) and isinstance(b, basestring):
-        return a == b
-    return same(a, b)
-
-
 def expr_value(expr, env):
     code = compile(expr, "<expr>", "eval", __future__.unicode_literals.compiler_flag, True)
     return eval(code, env)
@@ -114,10 +68,8 @@ def main():
     env = {"datetime": datetime, "decimal": decimal, "collections": collections, "math": Math,
            "Thing": Thing, "WithArgs": WithArgs, "MyList": MyList, "MyDict": MyDict,
            "list": list, "range": range, "frozenset": frozenset, "set": set, "complex": complex, "int": int}
-    global BYTES_LIKE
     results = []
     for c in cases:
-        BYTES_LIKE = c.get("bytearray_as_bytes", False)
         for loader in (pickle, cPickle):
             r = {"name": c["name"], "loader": loader.__name__}
             try:
@@ -129,7 +81,7 @@ def main():
                     results.append(r)
                     continue
                 want = expr_value(c["expr"], env)
-                ok = same(obj, want)
+                ok = same(obj, want, c.get("bytearray_as_bytes", False))
                 if ok and c.get("check"):
                     ok = bool(expr_value(c["check"], dict(env, obj=obj)))
                 r.update(ok=ok, got=repr(obj)[:300], want=repr(want)[:300])

@@ -164,3 +164,9 @@ def barrier(taskStatus, input):
 def raises_unicode(taskStatus, input):
     """A Python 2 handler's unicode exception message (u"caf\xe9 \u20ac")."""
     raise ValueError(u"caf\xe9 \u20ac")
+
+
+def raises_str_bytes(taskStatus, input):
+    """A Python 2 handler's str exception message holding non-ASCII bytes
+    (UTF-8 "caf\xc3\xa9", then a byte that is not UTF-8)."""
+    raise ValueError("caf\xc3\xa9 \xff")
