@@ -34,6 +34,42 @@ func newStore(d dialect, q *statements, opts Options) *store {
 	return s
 }
 
+// Wrapper is a Store around another one (a fault injector, an observing
+// layer): Unwrap returns the wrapped Store, so that what needs this
+// package's own store (TrackerOf, EnqueueMany, CheckSchema, ProbeWrite)
+// reaches it through the wrappers.
+type Wrapper interface{ Unwrap() Store }
+
+// ownStore is a Store this package opened: a dialect around the core.
+type ownStore interface {
+	Tracker
+	core() *store
+}
+
+// ownOf finds the store this package opened inside s, through Wrappers;
+// ErrUnsupported for a Store of anyone else's.
+func ownOf(op string, s Store) (ownStore, error) {
+	for {
+		switch x := s.(type) {
+		case ownStore:
+			return x, nil
+		case Wrapper:
+			s = x.Unwrap()
+		default:
+			return nil, fmt.Errorf("djangodb: %s: %T: %w", op, s, ErrUnsupported)
+		}
+	}
+}
+
+// coreOf is ownOf's core.
+func coreOf(op string, s Store) (*store, error) {
+	o, err := ownOf(op, s)
+	if err != nil {
+		return nil, err
+	}
+	return o.core(), nil
+}
+
 func (s *store) core() *store      { return s }
 func (s *store) Describe() string  { return s.d.name() }
 func (s *store) MaxQueueSize() int { return s.maxQueue }

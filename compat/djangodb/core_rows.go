@@ -117,17 +117,15 @@ type NewTask struct {
 // should respect the limit Python producers respect. A duplicate identifier
 // fails the whole call with ErrExists, an unknown type with ErrNotFound.
 func EnqueueMany(ctx context.Context, s Store, typ string, tasks []NewTask, message string) ([]int64, error) {
-	c, ok := s.(interface{ core() *store })
-	if !ok {
-		return nil, fmt.Errorf("djangodb: enqueue %d tasks of type %s: %w (store %T)", len(tasks), typ, ErrUnsupported, s)
-	}
-	if len(tasks) == 0 {
-		return nil, nil
+	op := fmt.Sprintf("enqueue %d tasks of type %s", len(tasks), typ)
+	c, err := coreOf(op, s)
+	if err != nil || len(tasks) == 0 {
+		return nil, err
 	}
 	var ids []int64
-	err := c.core().write(ctx, fmt.Sprintf("enqueue %d tasks of type %s", len(tasks), typ), func(ctx context.Context, tx *sql.Tx) error {
+	err = c.write(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		ids, err = c.core().insert(ctx, tx, typ, tasks, message)
+		ids, err = c.insert(ctx, tx, typ, tasks, message)
 		return err
 	})
 	return ids, err

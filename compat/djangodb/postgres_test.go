@@ -55,7 +55,7 @@ func openPostgres(t testing.TB, dsn string, opts djangodb.Options) djangodb.Trac
 			t.Errorf("close postgres store: %v", err)
 		}
 	})
-	return djangodb.TrackerOf(s)
+	return mustTracker(t, s)
 }
 
 func TestPostgresConformance(t *testing.T) {

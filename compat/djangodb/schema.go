@@ -28,11 +28,11 @@ var atpColumns = map[string][]string{
 // database lacks; nil when all are there. A database without any ATP
 // table wraps ErrSchema too, naming all six.
 func CheckSchema(ctx context.Context, st Store) error {
-	s, ok := st.(interface{ core() *store })
-	if !ok {
-		return fmt.Errorf("djangodb: check schema: %T: %w", st, ErrUnsupported)
+	s, err := coreOf("check schema", st)
+	if err != nil {
+		return err
 	}
-	return s.core().checkSchema(ctx)
+	return s.checkSchema(ctx)
 }
 
 func (s *store) checkSchema(ctx context.Context) error {
@@ -90,12 +90,11 @@ var errProbed = errors.New("write probe done")
 // read-only SQLite file, a PostgreSQL role without rights on the ATP
 // tables or a standby refuses it; nil when the write went through.
 func ProbeWrite(ctx context.Context, st Store) error {
-	s, ok := st.(interface{ core() *store })
-	if !ok {
-		return fmt.Errorf("djangodb: probe writes: %T: %w", st, ErrUnsupported)
+	c, err := coreOf("probe writes", st)
+	if err != nil {
+		return err
 	}
-	c := s.core()
-	err := c.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = c.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, sqlProbeWrite, int64(-1), c.bind(c.clock.now()), int64(-1)); err != nil {
 			return err
 		}

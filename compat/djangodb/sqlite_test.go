@@ -37,6 +37,58 @@ func sqliteConfigName(c testdb.Config) string {
 }
 
 // djangoPattern is the only form Django writes into SQLite datetime columns.
+// mustTracker is djangodb.TrackerOf for a store the test opened.
+func mustTracker(t testing.TB, s djangodb.Store) djangodb.Tracker {
+	t.Helper()
+	tr, err := djangodb.TrackerOf(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// foreignStore is a Store this package did not open, wrapped or not.
+type foreignStore struct{ djangodb.Store }
+
+type wrapper struct{ djangodb.Store }
+
+func (w wrapper) Unwrap() djangodb.Store { return w.Store }
+
+// TestOwnStoreThroughWrappers: the functions that need this package's own
+// store reach it through Wrappers and refuse any other with
+// ErrUnsupported instead of panicking.
+func TestOwnStoreThroughWrappers(t *testing.T) {
+	s, _ := sqliteDjangoStore(t, sqliteUTC)
+	for _, tc := range []struct {
+		name string
+		st   djangodb.Store
+		ok   bool
+	}{
+		{"own", s, true},
+		{"wrapped twice", wrapper{wrapper{s}}, true},
+		{"foreign", foreignStore{s}, false},
+		{"foreign inside a wrapper", wrapper{foreignStore{s}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, terr := djangodb.TrackerOf(tc.st)
+			checks := map[string]error{
+				"TrackerOf":   terr,
+				"CheckSchema": djangodb.CheckSchema(t.Context(), tc.st),
+				"ProbeWrite":  djangodb.ProbeWrite(t.Context(), tc.st),
+			}
+			_, checks["EnqueueMany"] = djangodb.EnqueueMany(t.Context(), tc.st, "T", nil, "")
+			for name, err := range checks {
+				if tc.ok && err != nil {
+					t.Errorf("%s: %v, want nil", name, err)
+				}
+				if !tc.ok && !errors.Is(err, djangodb.ErrUnsupported) {
+					t.Errorf("%s: %v, want ErrUnsupported", name, err)
+				}
+			}
+		})
+	}
+}
+
 var sqliteDjangoPattern = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?$`)
 
 // openStore opens a store on the SQLite file at path with c's settings.
@@ -51,7 +103,7 @@ func openSQLiteStore(t testing.TB, path string, opts djangodb.Options) djangodb.
 			t.Errorf("close %s: %v", path, err)
 		}
 	})
-	return djangodb.TrackerOf(s)
+	return mustTracker(t, s)
 }
 
 // djangoStore returns a store on a fresh Django-migrated file and the path.

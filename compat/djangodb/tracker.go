@@ -29,13 +29,11 @@ type Tracker interface {
 	Reenqueue(ctx context.Context, id int64, message string) error
 }
 
-// TrackerOf returns the step-by-step API of a store this package opened.
-// It panics on any other Store.
-func TrackerOf(s Store) Tracker {
-	if t, ok := s.(Tracker); ok {
-		return t
-	}
-	panic(fmt.Sprintf("djangodb: TrackerOf(%T): not a store of this package", s))
+// TrackerOf returns the step-by-step API of a store this package opened,
+// through any Wrappers around it (whose methods the tracker's calls then
+// bypass); ErrUnsupported for any other Store.
+func TrackerOf(s Store) (Tracker, error) {
+	return ownOf("tracker", s)
 }
 
 func (t *store) Dequeue(ctx context.Context, serverID int64, limit int, message string) ([]int64, error) {

@@ -154,8 +154,19 @@ type env struct {
 func newEnv(t *testing.T, h Harness, c testdb.Config) *env {
 	t.Helper()
 	s, dsn := h.New(t, c)
-	return &env{t: t, h: h, c: c, ctx: t.Context(), store: djangodb.TrackerOf(s), dsn: dsn, db: h.DB(t, dsn)}
+	// Through a wrapper, as the daemon's tests and observers hold a store.
+	tr, err := djangodb.TrackerOf(wrapped{s})
+	if err != nil {
+		t.Fatalf("TrackerOf(wrapped %T): %v", s, err)
+	}
+	return &env{t: t, h: h, c: c, ctx: t.Context(), store: tr, dsn: dsn, db: h.DB(t, dsn)}
 }
+
+// wrapped is a Store around another, as a fault injector or an observing
+// layer would be.
+type wrapped struct{ djangodb.Store }
+
+func (w wrapped) Unwrap() djangodb.Store { return w.Store }
 
 // open returns a second store on the same database, with opts.
 func (e *env) open(opts djangodb.Options) djangodb.Tracker {
@@ -165,7 +176,11 @@ func (e *env) open(opts djangodb.Options) djangodb.Tracker {
 		e.t.Fatalf("open second store on %s: %v", djangodb.RedactDSN(e.dsn), err)
 	}
 	e.t.Cleanup(func() { s.Close() })
-	return djangodb.TrackerOf(s)
+	tr, err := djangodb.TrackerOf(s)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tr
 }
 
 func (e *env) register(identifier string, timeout, timeret float64, maxrestart int) djangodb.TaskType {
