@@ -319,14 +319,22 @@ func (s *store) lockRuns(ctx context.Context, tx *sql.Tx, ids []int64, skip bool
 	if err != nil {
 		return nil, err
 	}
-	all := lock.empty() // the dialect locks otherwise (SQLite: the write lock)
+	if lock.empty() { // the dialect locks otherwise (SQLite: the write lock)
+		locked = nil
+	}
+	return s.readRuns(ctx, tx, ids, locked)
+}
+
+// readRuns reads the instances ids, which this transaction has locked
+// (all of them when locked is nil, or those locked lists).
+func (s *store) readRuns(ctx context.Context, tx *sql.Tx, ids []int64, locked map[int64]bool) (map[int64]*runRow, error) {
 	out := make(map[int64]*runRow, len(ids))
-	err = s.each(ctx, tx, s.q.runState, rows, func(r *sql.Rows) error {
+	err := s.each(ctx, tx, s.q.runState, idRows(ids), func(r *sql.Rows) error {
 		x := new(runRow)
 		if err := r.Scan(&x.ID, &x.Type, &x.Identifier, &x.MaxStart, &x.Status, s.at(&x.TimeUpdate), &x.Queued, &x.Starts); err != nil {
 			return err
 		}
-		x.locked = all || locked[x.ID]
+		x.locked = locked == nil || locked[x.ID]
 		out[x.ID] = x
 		return nil
 	})
@@ -432,11 +440,9 @@ func (s *store) take(ctx context.Context, op string, limit int, fn func(ctx cont
 		if len(ids) == 0 {
 			return nil
 		}
-		runs, err := s.lockRuns(ctx, tx, ids, false)
+		// take locked them, after their task rows.
+		runs, err := s.readRuns(ctx, tx, ids, nil)
 		if err != nil {
-			return err
-		}
-		if err := s.each(ctx, tx, s.q.dropWaiting, idRows(ids), nil); err != nil {
 			return err
 		}
 		var run []int64

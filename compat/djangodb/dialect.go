@@ -52,17 +52,21 @@ type stmt []string
 // listed; row-set statements (marked "rows") take one argument per column,
 // as arrays on a batched dialect and per row otherwise.
 type statements struct {
-	upsertType     stmt // $1 identifier, $2 handler, $3 maxstart, $4 timeout, $5 timeret -> id
-	typeByName     stmt // $1 identifier -> typeColumns
-	lockType       stmt // $1 identifier -> id, the type row locked
-	types          stmt // -> typeColumns, by id
-	typeInstances  stmt // $1 type id -> instance ids
-	deleteType     stmt // $1 type id
-	lockQueue      stmt // serialises enqueuers
-	countWaiting   stmt // -> waiting task rows
-	queueStats     stmt // -> waiting rows, oldest time
-	probe          stmt // -> a row when a task waits
-	take           stmt // $1 limit -> task id, instance id, input (NULL: no row) of the waiting rows taken
+	upsertType    stmt // $1 identifier, $2 handler, $3 maxstart, $4 timeout, $5 timeret -> id
+	typeByName    stmt // $1 identifier -> typeColumns
+	lockType      stmt // $1 identifier -> id, the type row locked
+	types         stmt // -> typeColumns, by id
+	typeInstances stmt // $1 type id -> instance ids
+	deleteType    stmt // $1 type id
+	lockQueue     stmt // serialises enqueuers
+	countWaiting  stmt // -> waiting task rows
+	queueStats    stmt // -> waiting rows, oldest time
+	probe         stmt // -> a row when a task waits
+	// take deletes the limit oldest waiting task rows and the other
+	// waiting rows of their instances, and locks the instances (after the
+	// task rows): -> task id, instance id, input (NULL: no row) of every
+	// row deleted.
+	take           stmt // $1 limit
 	instances      stmt // instance columns; a WHERE clause follows
 	log            stmt // $1 instance -> id, time, status, message, in getTaskLog's order
 	exists         stmt // $1 instance -> count
@@ -76,7 +80,6 @@ type statements struct {
 	lockRun        stmt // rows(instance) -> ids locked, waiting for locks
 	lockRunSkip    stmt // rows(instance) -> ids locked, skipping those held
 	runState       stmt // rows(instance) -> runColumns
-	dropWaiting    stmt // rows(instance): deletes their waiting rows
 	setStatus      stmt // rows(instance, status, message, timeUpdate, log time)
 	insertWaiting  stmt // rows(instance, time): a waiting task row
 	setResponse    stmt // rows(instance, response, mime type)

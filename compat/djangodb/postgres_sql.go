@@ -23,15 +23,24 @@ var pgSQL = statements{
 	lockQueue:    stmt{`SELECT pg_advisory_xact_lock(` + strconv.FormatInt(pgEnqueueLock, 10) + `)`},
 	countWaiting: stmt{sqlWaiting},
 	queueStats:   stmt{`SELECT count(*), min("time") FROM processes_task WHERE "lock" = 0`},
-	// Claimers skip each other's rows; the reference daemon's
+	// Claimers skip each other's rows (a twin's waiting row another
+	// claimer holds is that claimer's to drop); the reference daemon's
 	// `UPDATE ... WHERE lock = 0` waits for the claim and then finds the
 	// row gone. Ordering by id follows the primary key: the tracker's FIFO
 	// order without scanning the queue.
-	take: stmt{`WITH picked AS (
-			SELECT id FROM processes_task WHERE "lock" = 0 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+	take: stmt{`WITH picked AS MATERIALIZED (
+			SELECT id, instance_id FROM processes_task WHERE "lock" = 0 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+		), twins AS MATERIALIZED (
+			SELECT id FROM processes_task WHERE instance_id IN (SELECT instance_id FROM picked) AND "lock" = 0
+				AND id NOT IN (SELECT id FROM picked) FOR UPDATE SKIP LOCKED
+		), taken AS (
+			DELETE FROM processes_task t WHERE t.id IN (SELECT id FROM picked) OR t.id IN (SELECT id FROM twins)
+			RETURNING t.id, t.instance_id
+		), locked AS MATERIALIZED (
+			SELECT id FROM processes_instance WHERE id IN (SELECT instance_id FROM picked) ORDER BY id FOR UPDATE
 		)
-		DELETE FROM processes_task t USING picked WHERE t.id = picked.id
-		RETURNING t.id, t.instance_id, (SELECT input FROM processes_input n WHERE n.instance_id = t.instance_id)`},
+		SELECT t.id, t.instance_id, (SELECT input FROM processes_input n WHERE n.instance_id = t.instance_id)
+		FROM taken t CROSS JOIN (SELECT count(*) FROM locked) l`},
 	instances: stmt{instanceColumns(`i."timeInsert"`, `i."timeUpdate"`)},
 	log:       stmt{`SELECT id, "time", status, message` + sqlLogWhere},
 	exists:    stmt{sqlExists},
@@ -51,10 +60,6 @@ var pgSQL = statements{
 	lockRun:     stmt{`SELECT id FROM processes_instance WHERE id = ANY($1) ORDER BY id FOR UPDATE`},
 	lockRunSkip: stmt{`SELECT id FROM processes_instance WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED`},
 	runState:    stmt{`SELECT ` + runColumns(`i."timeUpdate"`) + ` WHERE i.id = ANY($1)`},
-	// A waiting row another claimer holds is that claimer's to drop.
-	dropWaiting: stmt{`DELETE FROM processes_task WHERE id IN (
-			SELECT id FROM processes_task WHERE instance_id = ANY($1) AND "lock" = 0 FOR UPDATE SKIP LOCKED
-		)`},
 	setStatus: stmt{`WITH v AS (
 			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[], $5::timestamptz[])
 				WITH ORDINALITY AS v(id, status, msg, tu, tl, n)

@@ -17,20 +17,19 @@ var sqliteSQL = statements{
 	countWaiting:  stmt{sqlWaiting},
 	queueStats:    stmt{`SELECT count(*), min(CAST("time" AS TEXT)) FROM processes_task WHERE "lock" = 0`},
 	probe:         stmt{sqlProbe},
-	take: stmt{`DELETE FROM processes_task WHERE id IN (
-		SELECT id FROM processes_task WHERE "lock" = 0 ORDER BY id LIMIT $1)
+	take: stmt{`DELETE FROM processes_task WHERE "lock" = 0 AND instance_id IN (
+		SELECT instance_id FROM processes_task WHERE "lock" = 0 ORDER BY id LIMIT $1)
 		RETURNING id, instance_id, (SELECT input FROM processes_input n WHERE n.instance_id = processes_task.instance_id)`},
-	instances:   stmt{instanceColumns(`CAST(i."timeInsert" AS TEXT)`, `CAST(i."timeUpdate" AS TEXT)`)},
-	log:         stmt{`SELECT id, CAST("time" AS TEXT), status, message` + sqlLogWhere},
-	exists:      stmt{sqlExists},
-	response:    stmt{sqlResponse},
-	input:       stmt{sqlInput},
-	zombies:     stmt{sqlZombies},
-	stuck:       stmt{sqlStuck},
-	takeStuck:   stmt{`DELETE FROM processes_task WHERE id = $1 AND "lock" <> 0 AND "time" < $2 RETURNING instance_id`},
-	retired:     stmt{sqlRetired},
-	runState:    stmt{`SELECT ` + runColumns(`CAST(i."timeUpdate" AS TEXT)`) + ` WHERE i.id = $1`},
-	dropWaiting: stmt{`DELETE FROM processes_task WHERE instance_id = $1 AND "lock" = 0`},
+	instances: stmt{instanceColumns(`CAST(i."timeInsert" AS TEXT)`, `CAST(i."timeUpdate" AS TEXT)`)},
+	log:       stmt{`SELECT id, CAST("time" AS TEXT), status, message` + sqlLogWhere},
+	exists:    stmt{sqlExists},
+	response:  stmt{sqlResponse},
+	input:     stmt{sqlInput},
+	zombies:   stmt{sqlZombies},
+	stuck:     stmt{sqlStuck},
+	takeStuck: stmt{`DELETE FROM processes_task WHERE id = $1 AND "lock" <> 0 AND "time" < $2 RETURNING instance_id`},
+	retired:   stmt{sqlRetired},
+	runState:  stmt{`SELECT ` + runColumns(`CAST(i."timeUpdate" AS TEXT)`) + ` WHERE i.id = $1`},
 	setStatus: stmt{
 		`UPDATE processes_instance SET status = $2, "timeUpdate" = $4 WHERE id = $1`,
 		`INSERT INTO processes_logrecord (instance_id, "time", status, message) VALUES ($1, $5, $2, $3)`,
