@@ -118,6 +118,8 @@ var cases = []testCase{
 	{"DeleteRetiredBatches", testDeleteRetiredBatches},
 	{"ErrorTexts", testErrorTexts},
 	{"InjectedClock", testInjectedClock},
+	{"History", testHistory},
+	{"Migrations", testMigrations},
 }
 
 // Run runs the whole suite against h under every config in Configs.
