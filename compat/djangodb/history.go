@@ -43,12 +43,18 @@ type TypeHistory struct {
 	// beside a duplicate run. FinishedLateRefs names the first of them.
 	FinishedLate     int
 	FinishedLateRefs []InstanceRef
-	// OverMaxStart counts the instances started more often than the
-	// type's maxstart (starts counted as StartedTask.Starts counts them);
-	// OverMaxStartRefs names the first of them, with their starts and
-	// latest status.
+	// OverMaxStart counts the instances the sweep re-enqueued after a
+	// timeout when they had been started maxstart times already (starts
+	// counted as StartedTask.Starts counts them): atpd fails such a
+	// zombie instead (MaxStartsMessage). OverMaxStartRefs names the first
+	// of them, with their starts in all and latest status.
 	OverMaxStart     int
 	OverMaxStartRefs []StartCount
+	// OverMaxStartFinished counts those of them whose latest status is
+	// FINISHED: atpd would have failed them.
+	OverMaxStartFinished int
+	// MostStarts is the most starts of any instance of the type.
+	MostStarts int
 }
 
 // StartCount is an instance with the number of times it was started.
@@ -210,6 +216,7 @@ type instanceWalk struct {
 
 	reenqueues   int
 	finishedLate bool
+	overMaxStart bool // re-enqueued after a timeout with its starts used up
 }
 
 func (w *instanceWalk) record(at time.Time, st Status, mark int) {
@@ -235,6 +242,9 @@ func (w *instanceWalk) record(at time.Time, st Status, mark int) {
 		case markTimeout:
 			w.reenqueues++
 			w.timedOut = w.inRun
+			if w.starts >= w.h.Type.MaxStart {
+				w.overMaxStart = true
+			}
 		case markShutdown:
 			// A daemon's shutdown ended the run, not the task: the
 			// start does not count, nor does the run.
@@ -293,8 +303,12 @@ func (w *instanceWalk) flush() {
 			h.FinishedLateRefs = append(h.FinishedLateRefs, w.ref)
 		}
 	}
-	if w.starts > h.Type.MaxStart {
+	h.MostStarts = max(h.MostStarts, w.starts)
+	if w.overMaxStart {
 		h.OverMaxStart++
+		if w.prev == Finished {
+			h.OverMaxStartFinished++
+		}
 		if len(h.OverMaxStartRefs) < HistoryExamples {
 			h.OverMaxStartRefs = append(h.OverMaxStartRefs, StartCount{InstanceRef: w.ref, Starts: w.starts, Status: w.prev})
 		}

@@ -1,9 +1,11 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,47 +13,75 @@ import (
 	"github.com/eoxserver/atpd/internal/testdb"
 )
 
-// historyStep is one call of a scripted instance's history, at an offset
-// from the instance's enqueue, as the reference daemon and its handler
-// made them.
-type historyStep struct {
-	at time.Duration
-	op string // start (dequeue and startTask), timeout (the zombie sweep's re-enqueue), shutdown (a shutdown's re-enqueue), running (the handler's setRunning), finish, fail
+// Step is one call of a scripted instance's history, at an offset from
+// the instance's enqueue, as the reference daemon and its handler made it.
+// Op is start (dequeue and startTask), timeout (the zombie sweep's
+// re-enqueue, MsgZombieReenqueued), shutdown (a shutdown's re-enqueue,
+// MsgShutdownReenqueue), reenqueue (a producer's), running (the handler's
+// setRunning), finish or fail.
+type Step struct {
+	At time.Duration
+	Op string
 }
 
-// scripted is one instance's history.
-type scripted struct {
-	typ, ident string
-	steps      []historyStep
+// Scripted is one instance's history, for tests that need a log with
+// timeouts in it (djangodb.History, atpd check).
+type Scripted struct {
+	Type, Identifier string
+	Steps            []Step
 }
 
-// run plays s on a store whose clock is clock, starting at base.
-func (s scripted) run(t *testing.T, e *env, st djangodb.Tracker, clock *fakeClock, base time.Time) int64 {
+// ScriptClock is the clock (djangodb.Options.Clock) of the store a
+// script plays on.
+type ScriptClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *ScriptClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Set makes t the clock's time.
+func (c *ScriptClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+// Play enqueues the instance at base and makes the calls of its steps at
+// base + At, on st, whose clock is clock, and returns the instance's id.
+// No other task may wait in the queue meanwhile.
+func (s Scripted) Play(t testing.TB, ctx context.Context, st djangodb.Tracker, clock *ScriptClock, base time.Time) int64 {
 	t.Helper()
-	clock.set(base)
-	id, err := st.Enqueue(e.ctx, s.typ, s.ident, input(s.ident), "")
+	clock.Set(base)
+	id, err := st.Enqueue(ctx, s.Type, s.Identifier, input(s.Identifier), "")
 	if err != nil {
-		t.Fatalf("enqueue %s::%s: %v", s.typ, s.ident, err)
+		t.Fatalf("enqueue %s::%s: %v", s.Type, s.Identifier, err)
 	}
-	for _, step := range s.steps {
-		clock.set(base.Add(step.at))
-		what := fmt.Sprintf("%s::%s at +%v: %s", s.typ, s.ident, step.at, step.op)
-		switch step.op {
+	for _, step := range s.Steps {
+		clock.Set(base.Add(step.At))
+		what := fmt.Sprintf("%s::%s at +%v: %s", s.Type, s.Identifier, step.At, step.Op)
+		switch step.Op {
 		case "start":
-			if got, err := st.Dequeue(e.ctx, 0x1234, 1, ""); err != nil || !slices.Equal(got, []int64{id}) {
+			if got, err := st.Dequeue(ctx, 0x1234, 1, ""); err != nil || !slices.Equal(got, []int64{id}) {
 				t.Fatalf("%s: dequeue = %v, %v; want [%d]", what, got, err, id)
 			}
-			_, err = st.Start(e.ctx, id, "")
+			_, err = st.Start(ctx, id, "")
 		case "timeout":
-			err = st.Reenqueue(e.ctx, id, djangodb.MsgZombieReenqueued)
+			err = st.Reenqueue(ctx, id, djangodb.MsgZombieReenqueued)
 		case "shutdown":
-			err = st.Reenqueue(e.ctx, id, djangodb.MsgShutdownReenqueue)
+			err = st.Reenqueue(ctx, id, djangodb.MsgShutdownReenqueue)
+		case "reenqueue":
+			err = st.Reenqueue(ctx, id, "")
 		case "running":
-			err = st.SetStatus(e.ctx, id, djangodb.Running, "progress")
+			err = st.SetStatus(ctx, id, djangodb.Running, "progress")
 		case "finish":
-			err = st.SetStatus(e.ctx, id, djangodb.Finished, "")
+			err = st.SetStatus(ctx, id, djangodb.Finished, "")
 		case "fail":
-			err = st.SetStatus(e.ctx, id, djangodb.Failed, "boom")
+			err = st.SetStatus(ctx, id, djangodb.Failed, "boom")
 		default:
 			t.Fatalf("%s: unknown step", what)
 		}
@@ -71,33 +101,39 @@ func testHistory(t *testing.T, e *env) {
 	e.register("Slow", 60, -1, 2)   // maxstart 3
 	e.register("Chatty", 60, -1, 2) // reports progress: never quiet for a minute
 	e.register("Fast", 3600, -1, 2) // well within its timeout
+	e.register("Retry", 60, -1, 0)  // maxstart 1
 	e.register("Unused", 10, -1, 0) // no instances
-	clock := &fakeClock{}
+	clock := &ScriptClock{}
 	opts := testdb.Options(e.c)
 	opts.Clock = clock
 	st := e.open(opts)
 	const s = time.Second
-	script := []scripted{
+	script := []Scripted{
 		// Timed out, re-enqueued and started again beside the first run,
 		// which then finished: 100 s from the first start.
-		{"Slow", "late", []historyStep{{1 * s, "start"}, {70 * s, "timeout"}, {72 * s, "start"}, {101 * s, "finish"}}},
-		{"Slow", "ok", []historyStep{{1 * s, "start"}, {31 * s, "finish"}}},
+		{"Slow", "late", []Step{{1 * s, "start"}, {70 * s, "timeout"}, {72 * s, "start"}, {101 * s, "finish"}}},
+		{"Slow", "ok", []Step{{1 * s, "start"}, {31 * s, "finish"}}},
 		// Four starts with maxstart 3, the reference daemon never failed
 		// it for that; the handler did in the end.
-		{"Slow", "many", []historyStep{{1 * s, "start"}, {70 * s, "timeout"}, {71 * s, "start"}, {140 * s, "timeout"},
+		{"Slow", "many", []Step{{1 * s, "start"}, {70 * s, "timeout"}, {71 * s, "start"}, {140 * s, "timeout"},
 			{141 * s, "start"}, {210 * s, "timeout"}, {211 * s, "start"}, {241 * s, "fail"}}},
 		// 190 s in all, but at most 50 s without a status write.
-		{"Chatty", "progress", []historyStep{{1 * s, "start"}, {51 * s, "running"}, {101 * s, "running"}, {151 * s, "running"}, {191 * s, "finish"}}},
-		{"Fast", "a", []historyStep{{1 * s, "start"}, {3 * s, "finish"}}},
+		{"Chatty", "progress", []Step{{1 * s, "start"}, {51 * s, "running"}, {101 * s, "running"}, {151 * s, "running"}, {191 * s, "finish"}}},
+		{"Fast", "a", []Step{{1 * s, "start"}, {3 * s, "finish"}}},
 		// A shutdown's re-enqueue: that start does not count, nor its run.
-		{"Fast", "b", []historyStep{{1 * s, "start"}, {500 * s, "shutdown"}, {501 * s, "start"}, {506 * s, "fail"}}},
+		{"Fast", "b", []Step{{1 * s, "start"}, {500 * s, "shutdown"}, {501 * s, "start"}, {506 * s, "fail"}}},
 		// Still running: no run has ended.
-		{"Fast", "c", []historyStep{{1 * s, "start"}}},
+		{"Fast", "c", []Step{{1 * s, "start"}}},
+		// Finished in its second start, beyond maxstart 1.
+		{"Retry", "again", []Step{{1 * s, "start"}, {70 * s, "timeout"}, {72 * s, "start"}, {80 * s, "finish"}}},
+		// Run again by its producer: two starts, but no timeout with the
+		// starts used up, which is all atpd's maxstart acts on.
+		{"Retry", "rerun", []Step{{1 * s, "start"}, {3 * s, "finish"}, {10 * s, "reenqueue"}, {11 * s, "start"}, {13 * s, "finish"}}},
 	}
 	base := time.Date(2031, 3, 30, 0, 0, 0, 0, time.UTC) // the night Vienna's clocks go forward
 	ids := map[string]int64{}
 	for i, sc := range script {
-		ids[sc.typ+"::"+sc.ident] = sc.run(t, e, st, clock, base.Add(time.Duration(i)*time.Hour/4))
+		ids[sc.Type+"::"+sc.Identifier] = sc.Play(t, e.ctx, st, clock, base.Add(time.Duration(i)*time.Hour/4))
 	}
 	ref := func(name string) djangodb.InstanceRef {
 		typ, ident, _ := strings.Cut(name, "::")
@@ -117,13 +153,18 @@ func testHistory(t *testing.T, e *env) {
 		FinishedLateRefs                            []djangodb.InstanceRef
 		OverMaxStart                                int
 		OverMaxStartRefs                            []djangodb.StartCount
+		OverMaxStartFinished, MostStarts            int
 	}
 	want := []summary{
 		{Type: "Slow", Instances: 3, RunTimes: []time.Duration{30 * s, 100 * s, 240 * s}, Longest: ref("Slow::many"),
 			TimeoutReenqueues: 4, Reenqueued: 2, FinishedLate: 1, FinishedLateRefs: []djangodb.InstanceRef{ref("Slow::late")},
-			OverMaxStart: 1, OverMaxStartRefs: []djangodb.StartCount{{InstanceRef: ref("Slow::many"), Starts: 4, Status: djangodb.Failed}}},
-		{Type: "Chatty", Instances: 1, RunTimes: []time.Duration{50 * s}, Longest: ref("Chatty::progress")},
-		{Type: "Fast", Instances: 3, RunTimes: []time.Duration{2 * s, 5 * s}, Longest: ref("Fast::b")},
+			OverMaxStart: 1, OverMaxStartRefs: []djangodb.StartCount{{InstanceRef: ref("Slow::many"), Starts: 4, Status: djangodb.Failed}}, MostStarts: 4},
+		{Type: "Chatty", Instances: 1, RunTimes: []time.Duration{50 * s}, Longest: ref("Chatty::progress"), MostStarts: 1},
+		{Type: "Fast", Instances: 3, RunTimes: []time.Duration{2 * s, 5 * s}, Longest: ref("Fast::b"), MostStarts: 1},
+		{Type: "Retry", Instances: 2, RunTimes: []time.Duration{2 * s, 2 * s, 79 * s}, Longest: ref("Retry::again"),
+			TimeoutReenqueues: 1, Reenqueued: 1, FinishedLate: 1, FinishedLateRefs: []djangodb.InstanceRef{ref("Retry::again")},
+			OverMaxStart: 1, OverMaxStartRefs: []djangodb.StartCount{{InstanceRef: ref("Retry::again"), Starts: 2, Status: djangodb.Finished}},
+			OverMaxStartFinished: 1, MostStarts: 2},
 		{Type: "Unused"},
 	}
 	if len(got) != len(want) {
@@ -136,7 +177,7 @@ func testHistory(t *testing.T, e *env) {
 			runs[j] = d.Round(time.Second)
 		}
 		sum := summary{h.Type.Identifier, h.Instances, runs, h.Longest, h.TimeoutReenqueues, h.Reenqueued, h.FinishedLate,
-			h.FinishedLateRefs, h.OverMaxStart, h.OverMaxStartRefs}
+			h.FinishedLateRefs, h.OverMaxStart, h.OverMaxStartRefs, h.OverMaxStartFinished, h.MostStarts}
 		if fmt.Sprintf("%+v", sum) != fmt.Sprintf("%+v", want[i]) {
 			t.Errorf("history of %s:\n got %+v\nwant %+v", h.Type.Identifier, sum, want[i])
 		}
