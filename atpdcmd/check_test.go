@@ -329,3 +329,35 @@ func TestCheckBinary(t *testing.T) {
 	}
 	t.Logf("atpd check:\n%s", stdout)
 }
+
+func TestSuggestTimeout(t *testing.T) {
+	cases := []struct {
+		longest, current, want time.Duration
+	}{
+		{100 * sec, 60 * sec, 180 * sec},       // 135 s, up to 3 min
+		{3709 * sec, 3600 * sec, 4680 * sec},   // 4646.25 s, up to 78 min
+		{40 * sec, 60 * sec, 120 * sec},        // 60 s is the timeout already: one minute more
+		{10 * sec, 600 * sec, 660 * sec},       // a late finish with short runs: above the timeout
+		{2 * time.Hour, time.Hour, 9060 * sec}, // 9010 s, up to 151 min
+		{500 * time.Millisecond, 0, 60 * sec},  // timeout 0
+		{59*sec + 900*time.Millisecond, 60 * sec, 120 * sec},
+	}
+	for _, c := range cases {
+		if got := suggestTimeout(c.longest, c.current); got != c.want {
+			t.Errorf("suggestTimeout(%v, %v) = %v, want %v", c.longest, c.current, got, c.want)
+		}
+	}
+}
+
+func TestShellWord(t *testing.T) {
+	for in, want := range map[string]string{
+		"tools.atp_demo.handler": "tools.atp_demo.handler",
+		"My Type":                `'My Type'`,
+		"it's":                   `'it'\''s'`,
+		"":                       `''`,
+	} {
+		if got := shellWord(in); got != want {
+			t.Errorf("shellWord(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
