@@ -219,7 +219,7 @@ func runChecks(ctx context.Context, cfg config.Config, store djangodb.Store) (*c
 	}
 	types := make([]checkType, len(hist))
 	for i, h := range hist {
-		types[i] = historyType(h, cfg)
+		types[i] = historyType(h)
 	}
 	for _, f := range checkHandlers(ctx, cfg, types) {
 		add(f)
@@ -309,19 +309,6 @@ func routeOf(cfg config.Config, path string) string {
 	return name
 }
 
-// allowed reports whether cfg's allow list (if any) lets path run.
-func allowed(cfg config.Config, path string) bool {
-	if len(cfg.AllowHandlers) == 0 {
-		return true
-	}
-	for _, p := range cfg.AllowHandlers {
-		if path == p || (strings.HasSuffix(p, ".") && strings.HasPrefix(path, p)) {
-			return true
-		}
-	}
-	return false
-}
-
 // checkHandlers finds, for each type, whether its handler path imports:
 // Go handlers of this atpd are there; CPython paths are imported in one
 // Python process set up as the workers are.
@@ -362,7 +349,7 @@ func checkHandlers(ctx context.Context, cfg config.Config, types []checkType) []
 		t := &types[i]
 		f := checkFinding{Check: checkHandler, Type: t.Type}
 		switch {
-		case !allowed(cfg, t.Handler):
+		case !handlerAllowed(cfg.AllowHandlers, t.Handler):
 			t.Importable = &no
 			t.ImportError = "not in allow_handlers"
 			f.Level = levelFail
@@ -415,7 +402,7 @@ func pythonSetup(cfg config.Config) string {
 }
 
 // historyType is a type's row of the report, from its history.
-func historyType(h djangodb.TypeHistory, cfg config.Config) checkType {
+func historyType(h djangodb.TypeHistory) checkType {
 	t := h.Type
 	window := daemon.RunWindow(t.TimeoutDuration())
 	ct := checkType{

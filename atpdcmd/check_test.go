@@ -105,7 +105,8 @@ func TestCheckCommand(t *testing.T) {
 		hist  []storetest.Scripted
 		// prepare runs after the history is written.
 		prepare func(t *testing.T, db *e2eDB)
-		python  string // --python, when not the tests' interpreter
+		python  string            // --python, when not the tests' interpreter
+		env     map[string]string // environment (ATPD_*) of the command
 		code    int
 		want    []finding
 		// checkTypes checks the JSON's types; ids are the instances by name.
@@ -193,6 +194,22 @@ func TestCheckCommand(t *testing.T) {
 			text: []string{"No finding needs action before the switch."},
 		},
 		{
+			name:  "allow list",
+			types: []djangodb.TypeSpec{typeQuick, typeSlow},
+			env:   map[string]string{"ATPD_ALLOW_HANDLERS": "tools."},
+			code:  1,
+			want: []finding{
+				{check: checkSchema, level: levelOK},
+				{check: checkMigrations, level: levelOK},
+				{check: checkNotify, level: levelInfo},
+				{check: checkPython, level: levelOK},
+				{check: checkHandler, level: levelOK, typ: "Quick"},
+				{check: checkHandler, level: levelFail, typ: "Slow", message: []string{"e2e_handlers.sleeper is not in allow_handlers: atpd fails every task of Slow"}},
+				{check: checkTimeout, level: levelOK, typ: "Quick"},
+				{check: checkTimeout, level: levelOK, typ: "Slow"},
+			},
+		},
+		{
 			name:   "no interpreter",
 			types:  []djangodb.TypeSpec{typeSlow},
 			python: "/nonexistent/python3",
@@ -231,7 +248,7 @@ func TestCheckCommand(t *testing.T) {
 					}
 					args := append([]string{"check", "--python", py, "-p", db.hdlDir}, db.dbArgs()...)
 
-					code, stdout, stderr := runCLI(t, "", append(args, "--json")...)
+					code, stdout, stderr := runCLIEnv(t, tc.env, "", append(args, "--json")...)
 					if code != tc.code {
 						t.Fatalf("atpd check --json: exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, stdout, stderr)
 					}
@@ -265,7 +282,7 @@ func TestCheckCommand(t *testing.T) {
 						tc.checkTypes(t, r.Types, ids)
 					}
 
-					code, stdout, _ = runCLI(t, "", args...)
+					code, stdout, _ = runCLIEnv(t, tc.env, "", args...)
 					if code != tc.code {
 						t.Errorf("atpd check: exit %d, want %d", code, tc.code)
 					}
