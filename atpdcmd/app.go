@@ -148,7 +148,7 @@ and 75 when the queue is full.`,
 	root.Flags().SortFlags = false
 	root.PersistentFlags().SortFlags = false
 	root.AddCommand(a.migrateCommand(), a.decodeInputCommand())
-	root.AddCommand(a.notifyCommand())
+	root.AddCommand(a.notifyCommand(), a.checkCommand())
 	root.AddCommand(a.operatorCommands()...)
 	root.AddCommand(a.demoCommand(), a.versionCommand())
 	root.Version = buildinfo.Get().String()

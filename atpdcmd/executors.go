@@ -242,10 +242,22 @@ type allowList struct {
 func (a *allowList) SyncWrites(path string) bool { return executor.WantsSyncWrites(a.next, path) }
 
 func (a *allowList) Execute(ctx context.Context, task *executor.Task, status executor.TaskStatus) error {
-	for _, p := range a.allow {
-		if task.Handler == p || (strings.HasSuffix(p, ".") && strings.HasPrefix(task.Handler, p)) {
-			return a.next.Execute(ctx, task, status)
-		}
+	if handlerAllowed(a.allow, task.Handler) {
+		return a.next.Execute(ctx, task, status)
 	}
 	return fmt.Errorf("handler %s is not in allow_handlers: %w", task.Handler, executor.ErrNoHandler)
+}
+
+// handlerAllowed reports whether allow (allow_handlers: exact paths and
+// prefixes ending in ".") lets path run; an empty list allows all.
+func handlerAllowed(allow []string, path string) bool {
+	if len(allow) == 0 {
+		return true
+	}
+	for _, p := range allow {
+		if path == p || (strings.HasSuffix(p, ".") && strings.HasPrefix(path, p)) {
+			return true
+		}
+	}
+	return false
 }

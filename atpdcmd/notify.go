@@ -107,16 +107,11 @@ or did as JSON.`,
 }
 
 func (a *app) runNotify(cmd *cobra.Command, what string, run func(context.Context, djangodb.TriggerInstaller, *notifyResult) error) error {
-	format, err := outputFormat(cmd)
+	format, cfg, err := formatAndConfig(cmd)
 	if err != nil {
 		return err
 	}
-	ctx := cmd.Context()
-	cfg, _, err := loadConfig(ctx, cmd)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	ctx, cancel := context.WithTimeout(cmd.Context(), storeTimeout)
 	defer cancel()
 	store, err := openDB(ctx, cfg)
 	if err != nil {

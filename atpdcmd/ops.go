@@ -170,6 +170,21 @@ func outputFormat(cmd *cobra.Command) (string, error) {
 	return "", &usageError{cmd: cmd, err: fmt.Errorf("--format %q: want table or json", f)}
 }
 
+// formatAndConfig starts a command that opens the database itself: the
+// output format (checked first, so that a bad --format is a usage error
+// whatever the configuration) and the configuration.
+func formatAndConfig(cmd *cobra.Command) (string, config.Config, error) {
+	format, err := outputFormat(cmd)
+	if err != nil {
+		return "", config.Config{}, err
+	}
+	cfg, _, err := loadConfig(cmd.Context(), cmd)
+	if err != nil {
+		return "", config.Config{}, err
+	}
+	return format, cfg, nil
+}
+
 // writeJSON writes v as indented JSON and a newline.
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

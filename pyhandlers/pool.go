@@ -54,6 +54,13 @@ func New(cfg Config) (*Pool, error) {
 		stopping: make(chan struct{}),
 		live:     make(map[*worker]struct{}),
 	}
+	p.env = cfg.environ()
+	return p, nil
+}
+
+// environ is the environment of the Python processes cfg (with its
+// defaults) starts: the daemon's own plus cfg.Env.
+func (c Config) environ() []string {
 	env := os.Environ()
 	// Live output in the log, and a known encoding for it: Python 2 would
 	// otherwise fail to print non-ASCII text to a pipe.
@@ -63,12 +70,11 @@ func New(cfg Config) (*Pool, error) {
 	if _, ok := os.LookupEnv("PYTHONIOENCODING"); !ok {
 		env = append(env, "PYTHONIOENCODING=utf-8")
 	}
-	env = append(env, "ATPD_MAX_FRAME="+strconv.Itoa(cfg.MaxMessageSize+frameSlack))
-	if cfg.Database != "" {
-		env = append(env, "ATPD_DB_VENDOR="+cfg.Database)
+	env = append(env, "ATPD_MAX_FRAME="+strconv.Itoa(c.MaxMessageSize+frameSlack))
+	if c.Database != "" {
+		env = append(env, "ATPD_DB_VENDOR="+c.Database)
 	}
-	p.env = append(env, cfg.Env...)
-	return p, nil
+	return append(env, c.Env...)
 }
 
 // Start writes the worker script to a temporary directory and starts one

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -126,23 +125,6 @@ func testErrorTexts(t *testing.T, e *env) {
 	}
 }
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
 // testInjectedClock: the timestamps and the sweep's notion of now come
 // from Options.Clock, one tick apart at least whatever the clock says.
 // The clock stands just before Vienna's spring-forward gap and moves past
@@ -150,7 +132,7 @@ func (c *fakeClock) set(t time.Time) {
 func testInjectedClock(t *testing.T, e *env) {
 	e.register("C", 60, -1, 2)
 	t0 := time.Date(2030, 3, 31, 0, 59, 30, 0, time.UTC) // 01:59:30 CET, the gap starts at 02:00
-	clock := &fakeClock{t: t0}
+	clock := &ScriptClock{t: t0}
 	opts := testdb.Options(e.c)
 	opts.Clock = clock
 	s := e.open(opts)
@@ -169,7 +151,7 @@ func testInjectedClock(t *testing.T, e *env) {
 	if res, err := s.SweepZombies(e.ctx, "msg"); err != nil || len(res.Reenqueued) != 0 {
 		t.Errorf("sweep before the timeout = %+v, %v", res, err)
 	}
-	clock.set(t0.Add(61 * time.Second)) // 03:00:31 CEST
+	clock.Set(t0.Add(61 * time.Second)) // 03:00:31 CEST
 	if res, err := s.SweepZombies(e.ctx, "msg"); err != nil || !slices.Equal(refIDs(res.Reenqueued), []int64{id}) {
 		t.Errorf("sweep after the timeout = %+v, %v; want %d re-enqueued", res, err, id)
 	}

@@ -119,6 +119,8 @@ var cases = []testCase{
 	{"DeleteRetiredBatches", testDeleteRetiredBatches},
 	{"ErrorTexts", testErrorTexts},
 	{"InjectedClock", testInjectedClock},
+	{"History", testHistory},
+	{"Migrations", testMigrations},
 }
 
 // Run runs the whole suite against h under every config in Configs.
