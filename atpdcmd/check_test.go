@@ -57,7 +57,7 @@ func writeHistory(t *testing.T, db *e2eDB, cfg testdb.Config, types []djangodb.T
 		t.Fatalf("open %s: %v", djangodb.RedactDSN(db.DSN), err)
 	}
 	defer s.Close()
-	st := djangodb.TrackerOf(s)
+	st := djangodb.MustTrackerOf(s)
 	for _, spec := range types {
 		if _, err := st.RegisterType(ctx, spec); err != nil {
 			t.Fatalf("register %s: %v", spec.Identifier, err)

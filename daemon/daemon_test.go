@@ -566,10 +566,10 @@ func TestSweep(t *testing.T) {
 		register(t, store, djangodb.TypeSpec{Identifier: "Z", Handler: "tests.ok", Timeout: 0.5, TimeRet: 0.5, MaxRestart: 2})
 		id := enqueue(t, store, "Z", "zombie", pyInput(t, "[2.5]"))
 		// A daemon that claims and starts the task, then dies.
-		if _, err := djangodb.TrackerOf(raw).Dequeue(ctxT(t), 0x5678, 1, ""); err != nil {
+		if _, err := djangodb.MustTrackerOf(raw).Dequeue(ctxT(t), 0x5678, 1, ""); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := djangodb.TrackerOf(raw).Start(ctxT(t), id, ""); err != nil {
+		if _, err := djangodb.MustTrackerOf(raw).Start(ctxT(t), id, ""); err != nil {
 			t.Fatal(err)
 		}
 		d, logs := newDaemon(t, store, funcs{"tests.ok": func(context.Context, *executor.Task, executor.TaskStatus) error { return nil }},

@@ -128,7 +128,7 @@ func TestLateOutcomeDiscarded(t *testing.T) {
 		// that claims the task again.
 		store.blockClaims()
 		// What a sweep and another daemon do while A's outcome waits.
-		if err := djangodb.TrackerOf(store.Store).Reenqueue(ctxT(t), id, djangodb.MsgZombieReenqueued); err != nil {
+		if err := djangodb.MustTrackerOf(store.Store).Reenqueue(ctxT(t), id, djangodb.MsgZombieReenqueued); err != nil {
 			t.Fatal(err)
 		}
 		other, err := store.Store.Claim(ctxT(t), 0x0DD, 1, "")

@@ -231,7 +231,7 @@ func (w *watchStore) Dequeue(ctx context.Context, serverID int64, limit int, mes
 	if w.beforeDequeue != nil {
 		w.beforeDequeue(limit)
 	}
-	ids, err := djangodb.TrackerOf(w.Store).Dequeue(ctx, serverID, limit, message)
+	ids, err := djangodb.MustTrackerOf(w.Store).Dequeue(ctx, serverID, limit, message)
 	w.note(func() {
 		w.dequeues = append(w.dequeues, limit)
 		for _, id := range ids {
@@ -291,7 +291,7 @@ func (w *watchStore) Complete(ctx context.Context, cs []djangodb.Completion) ([]
 }
 
 func (w *watchStore) Start(ctx context.Context, id int64, message string) (djangodb.StartedTask, error) {
-	st, err := djangodb.TrackerOf(w.Store).Start(ctx, id, message)
+	st, err := djangodb.MustTrackerOf(w.Store).Start(ctx, id, message)
 	if err == nil {
 		w.note(func() { w.status[id] = djangodb.Running; w.starts[id]++ })
 	}
@@ -299,7 +299,7 @@ func (w *watchStore) Start(ctx context.Context, id int64, message string) (djang
 }
 
 func (w *watchStore) SetStatus(ctx context.Context, id int64, s djangodb.Status, message string) error {
-	err := djangodb.TrackerOf(w.Store).SetStatus(ctx, id, s, message)
+	err := djangodb.MustTrackerOf(w.Store).SetStatus(ctx, id, s, message)
 	if err == nil {
 		w.note(func() { w.set(id, s) })
 	}
@@ -307,7 +307,7 @@ func (w *watchStore) SetStatus(ctx context.Context, id int64, s djangodb.Status,
 }
 
 func (w *watchStore) FinishIfNotFinished(ctx context.Context, id int64, message string) (bool, error) {
-	wrote, err := djangodb.TrackerOf(w.Store).FinishIfNotFinished(ctx, id, message)
+	wrote, err := djangodb.MustTrackerOf(w.Store).FinishIfNotFinished(ctx, id, message)
 	switch {
 	case err == nil && wrote:
 		w.note(func() { w.set(id, djangodb.Finished) })
@@ -318,7 +318,7 @@ func (w *watchStore) FinishIfNotFinished(ctx context.Context, id int64, message 
 }
 
 func (w *watchStore) Reenqueue(ctx context.Context, id int64, message string) error {
-	err := djangodb.TrackerOf(w.Store).Reenqueue(ctx, id, message)
+	err := djangodb.MustTrackerOf(w.Store).Reenqueue(ctx, id, message)
 	if err == nil {
 		w.note(func() { w.status[id] = djangodb.Accepted })
 	}

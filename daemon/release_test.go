@@ -63,7 +63,7 @@ func TestDeadlineRunNoLongerOurs(t *testing.T) {
 		g.awaitStarts(t, 1)
 		// A sweep re-enqueues the task and another daemon starts it; ours
 		// has no free worker, so it is not the one claiming.
-		if err := djangodb.TrackerOf(store.Store).Reenqueue(ctxT(t), id, djangodb.MsgZombieReenqueued); err != nil {
+		if err := djangodb.MustTrackerOf(store.Store).Reenqueue(ctxT(t), id, djangodb.MsgZombieReenqueued); err != nil {
 			t.Fatal(err)
 		}
 		other, err := store.Store.Claim(ctxT(t), 0x0DD, 1, "")

@@ -306,11 +306,11 @@ func TestGoWritesPythonReads(t *testing.T) {
 
 			// Claim, start, respond, finish: the daemon's path.
 			from := time.Now()
-			ids, err := djangodb.TrackerOf(r.store).Dequeue(r.ctx, -0x1234ABCD5678EF01, 1, "")
+			ids, err := djangodb.MustTrackerOf(r.store).Dequeue(r.ctx, -0x1234ABCD5678EF01, 1, "")
 			if err != nil || !reflect.DeepEqual(ids, []int64{aStored.ID}) {
 				t.Fatalf("Go Dequeue = %v, %v; want [%d] (oldest first)", ids, err, aStored.ID)
 			}
-			st, err := djangodb.TrackerOf(r.store).Start(r.ctx, aStored.ID, "started by go")
+			st, err := djangodb.MustTrackerOf(r.store).Start(r.ctx, aStored.ID, "started by go")
 			if err != nil {
 				t.Fatalf("Go Start: %v", err)
 			}
@@ -321,13 +321,13 @@ func TestGoWritesPythonReads(t *testing.T) {
 			if pi := r.instance("RT", "a"); pi.Status != int(djangodb.Running) || !r.ormTime(pi.TimeUpdate).Equal(st.StartedAt) {
 				t.Errorf("after Go Start the ORM reads status %d, timeUpdate %s; want RUNNING at %s", pi.Status, pi.TimeUpdate, st.StartedAt.UTC())
 			}
-			if err := djangodb.TrackerOf(r.store).SetResponse(r.ctx, aStored.ID, []byte("6.0"), "text/plain"); err != nil {
+			if err := djangodb.MustTrackerOf(r.store).SetResponse(r.ctx, aStored.ID, []byte("6.0"), "text/plain"); err != nil {
 				t.Fatalf("Go SetResponse: %v", err)
 			}
-			if done, err := djangodb.TrackerOf(r.store).FinishIfNotFinished(r.ctx, aStored.ID, ""); err != nil || !done {
+			if done, err := djangodb.MustTrackerOf(r.store).FinishIfNotFinished(r.ctx, aStored.ID, ""); err != nil || !done {
 				t.Fatalf("Go FinishIfNotFinished = %v, %v; want true", done, err)
 			}
-			if done, err := djangodb.TrackerOf(r.store).FinishIfNotFinished(r.ctx, aStored.ID, ""); err != nil || done {
+			if done, err := djangodb.MustTrackerOf(r.store).FinishIfNotFinished(r.ctx, aStored.ID, ""); err != nil || done {
 				t.Errorf("second Go FinishIfNotFinished = %v, %v; want false", done, err)
 			}
 			to := time.Now()
@@ -346,7 +346,7 @@ func TestGoWritesPythonReads(t *testing.T) {
 
 			// Re-enqueued by Go: the ORM must queue it behind b, which waited longer.
 			from = time.Now()
-			if err := djangodb.TrackerOf(r.store).Reenqueue(r.ctx, aStored.ID, "again by go"); err != nil {
+			if err := djangodb.MustTrackerOf(r.store).Reenqueue(r.ctx, aStored.ID, "again by go"); err != nil {
 				t.Fatalf("Go Reenqueue: %v", err)
 			}
 			out = r.py.mustBatch([][]string{{"status", "RT", "a"}, {"dequeue", "0x55"}, {"dequeue", "0x55"}})
@@ -368,7 +368,7 @@ func TestGoWritesPythonReads(t *testing.T) {
 				{djangodb.Running, ""},
 				{djangodb.Failed, `failed: 'quoted' "double" \ back`},
 			} {
-				if err := djangodb.TrackerOf(r.store).SetStatus(r.ctx, aStored.ID, s.status, s.msg); err != nil {
+				if err := djangodb.MustTrackerOf(r.store).SetStatus(r.ctx, aStored.ID, s.status, s.msg); err != nil {
 					t.Fatalf("Go SetStatus(%s): %v", s.status, err)
 				}
 			}
@@ -473,10 +473,10 @@ func TestSweepsAgreeAcrossImplementations(t *testing.T) {
 				[]string{"", "", "", djangodb.MsgZombieReenqueued})
 
 			// The ORM's sweep must see Go's fresh RUNNING timestamp as fresh.
-			if ids, err := djangodb.TrackerOf(r.store).Dequeue(r.ctx, 2, 1, ""); err != nil || !reflect.DeepEqual(ids, []int64{old.ID}) {
+			if ids, err := djangodb.MustTrackerOf(r.store).Dequeue(r.ctx, 2, 1, ""); err != nil || !reflect.DeepEqual(ids, []int64{old.ID}) {
 				t.Fatalf("Go Dequeue = %v, %v; want [%d]", ids, err, old.ID)
 			}
-			if _, err := djangodb.TrackerOf(r.store).Start(r.ctx, old.ID, ""); err != nil {
+			if _, err := djangodb.MustTrackerOf(r.store).Start(r.ctx, old.ID, ""); err != nil {
 				t.Fatalf("Go Start: %v", err)
 			}
 			var swept []pyRef
@@ -491,7 +491,7 @@ func TestSweepsAgreeAcrossImplementations(t *testing.T) {
 			// Retirement, both ways: Go deletes what the ORM aged; the ORM
 			// keeps what Go has just finished.
 			for _, id := range []int64{old.ID, fresh.ID} {
-				if _, err := djangodb.TrackerOf(r.store).FinishIfNotFinished(r.ctx, id, ""); err != nil {
+				if _, err := djangodb.MustTrackerOf(r.store).FinishIfNotFinished(r.ctx, id, ""); err != nil {
 					t.Fatalf("Go FinishIfNotFinished(%d): %v", id, err)
 				}
 			}

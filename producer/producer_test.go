@@ -480,7 +480,7 @@ func TestQueueFull(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("EnqueueWait never retried")
 			}
-			if _, err := djangodb.TrackerOf(f.store).Dequeue(ctx, 0x1234, 1, ""); err != nil {
+			if _, err := djangodb.MustTrackerOf(f.store).Dequeue(ctx, 0x1234, 1, ""); err != nil {
 				t.Fatal(err)
 			}
 			r := <-done

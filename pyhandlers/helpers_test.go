@@ -54,7 +54,7 @@ func (s *storeStatus) Status(ctx context.Context) (djangodb.Status, error) {
 func (s *storeStatus) set(ctx context.Context, st djangodb.Status, message string) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	return djangodb.TrackerOf(s.store).SetStatus(ctx, s.task.InstanceID, st, message)
+	return djangodb.MustTrackerOf(s.store).SetStatus(ctx, s.task.InstanceID, st, message)
 }
 
 func (s *storeStatus) SetSuccess(ctx context.Context, m string) error {
@@ -73,7 +73,7 @@ func (s *storeStatus) SetRunning(ctx context.Context, m string) error {
 func (s *storeStatus) StoreResponse(ctx context.Context, data []byte, mime string) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	return djangodb.TrackerOf(s.store).SetResponse(ctx, s.task.InstanceID, data, mime)
+	return djangodb.MustTrackerOf(s.store).SetResponse(ctx, s.task.InstanceID, data, mime)
 }
 
 // env is one test's database with its store.
@@ -215,11 +215,11 @@ func (e *env) runNextWith(t testing.TB, ex executor.Executor, ctx context.Contex
 	t.Helper()
 	dbctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	ids, err := djangodb.TrackerOf(e.store).Dequeue(dbctx, testServerID, 1, "")
+	ids, err := djangodb.MustTrackerOf(e.store).Dequeue(dbctx, testServerID, 1, "")
 	if err != nil {
 		t.Fatalf("dequeue: %v", err)
 	}
-	st, err := djangodb.TrackerOf(e.store).Start(dbctx, ids[0], "")
+	st, err := djangodb.MustTrackerOf(e.store).Start(dbctx, ids[0], "")
 	if err != nil {
 		t.Fatalf("start %d: %v", ids[0], err)
 	}
@@ -232,10 +232,10 @@ func (e *env) runNextWith(t testing.TB, ex executor.Executor, ctx context.Contex
 	took := time.Since(began)
 	switch {
 	case xerr == nil:
-		_, err = djangodb.TrackerOf(e.store).FinishIfNotFinished(dbctx, task.InstanceID, "")
+		_, err = djangodb.MustTrackerOf(e.store).FinishIfNotFinished(dbctx, task.InstanceID, "")
 	case errors.Is(xerr, context.Canceled), errors.Is(xerr, context.DeadlineExceeded), errors.Is(xerr, ErrStopped):
 	default:
-		err = djangodb.TrackerOf(e.store).SetStatus(dbctx, task.InstanceID, djangodb.Failed, xerr.Error())
+		err = djangodb.MustTrackerOf(e.store).SetStatus(dbctx, task.InstanceID, djangodb.Failed, xerr.Error())
 	}
 	if err != nil {
 		t.Fatalf("finish %s: %v", task.Ref(), err)

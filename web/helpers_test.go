@@ -91,11 +91,11 @@ func newFixture(t *testing.T, c dbCase) *fixture {
 	f := &fixture{store: store}
 	// run takes the oldest waiting task, which is the one just enqueued.
 	run := func(tk task, outcome func(id int64)) {
-		ids, err := djangodb.TrackerOf(store).Dequeue(ctx, 0x1234, 1, "")
+		ids, err := djangodb.MustTrackerOf(store).Dequeue(ctx, 0x1234, 1, "")
 		if err != nil || len(ids) != 1 {
 			t.Fatalf("dequeue %s: %v, %v", tk.id, ids, err)
 		}
-		st, err := djangodb.TrackerOf(store).Start(ctx, ids[0], "")
+		st, err := djangodb.MustTrackerOf(store).Start(ctx, ids[0], "")
 		if err != nil || st.Identifier != tk.id {
 			t.Fatalf("start %s: %+v, %v", tk.id, st, err)
 		}
@@ -112,10 +112,10 @@ func newFixture(t *testing.T, c dbCase) *fixture {
 	}
 	finishWith := func(data, mime string) func(int64) {
 		return func(id int64) {
-			if err := djangodb.TrackerOf(store).SetResponse(ctx, id, []byte(data), mime); err != nil {
+			if err := djangodb.MustTrackerOf(store).SetResponse(ctx, id, []byte(data), mime); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := djangodb.TrackerOf(store).FinishIfNotFinished(ctx, id, ""); err != nil {
+			if _, err := djangodb.MustTrackerOf(store).FinishIfNotFinished(ctx, id, ""); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -124,7 +124,7 @@ func newFixture(t *testing.T, c dbCase) *fixture {
 		pickle.Tuple{1, 2, 3, 4, 5}, finishWith("15.0", "text/plain"))
 	add(task{typ: typeSum, id: "fails", status: djangodb.Failed, statuses: []djangodb.Status{1, 2, 3, 6}, message: "<b>boom</b> & co", input: `[1,"x"]`},
 		[]any{1, "x"}, func(id int64) {
-			if err := djangodb.TrackerOf(store).SetStatus(ctx, id, djangodb.Failed, "<b>boom</b> & co"); err != nil {
+			if err := djangodb.MustTrackerOf(store).SetStatus(ctx, id, djangodb.Failed, "<b>boom</b> & co"); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -36,6 +36,16 @@ func TrackerOf(s Store) (Tracker, error) {
 	return ownOf("tracker", s)
 }
 
+// MustTrackerOf is TrackerOf for tests and set-up code that hold a store
+// of this package: it panics where TrackerOf returns an error.
+func MustTrackerOf(s Store) Tracker {
+	t, err := TrackerOf(s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
 func (t *store) Dequeue(ctx context.Context, serverID int64, limit int, message string) ([]int64, error) {
 	var out []int64
 	err := t.take(ctx, claimOp("dequeue", serverID), limit, func(ctx context.Context, tx *sql.Tx, ids []int64, _ map[int64]*runRow, _ map[int64]sql.NullString) error {
