@@ -28,16 +28,19 @@ var pgSQL = statements{
 	// `UPDATE ... WHERE lock = 0` waits for the claim and then finds the
 	// row gone. Ordering by id follows the primary key: the tracker's FIFO
 	// order without scanning the queue.
+	// The CTEs hand on ids as arrays (= ANY(ARRAY(...))): the planner
+	// then reaches each row by its index instead of joining whole tables
+	// to a CTE whose size it cannot know.
 	take: stmt{`WITH picked AS MATERIALIZED (
 			SELECT id, instance_id FROM processes_task WHERE "lock" = 0 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
 		), twins AS MATERIALIZED (
-			SELECT id FROM processes_task WHERE instance_id IN (SELECT instance_id FROM picked) AND "lock" = 0
-				AND id NOT IN (SELECT id FROM picked) FOR UPDATE SKIP LOCKED
+			SELECT id FROM processes_task WHERE instance_id = ANY(ARRAY(SELECT instance_id FROM picked)) AND "lock" = 0
+				AND NOT id = ANY(ARRAY(SELECT id FROM picked)) FOR UPDATE SKIP LOCKED
 		), taken AS (
-			DELETE FROM processes_task t WHERE t.id IN (SELECT id FROM picked) OR t.id IN (SELECT id FROM twins)
+			DELETE FROM processes_task t WHERE t.id = ANY(ARRAY(SELECT id FROM picked UNION ALL SELECT id FROM twins))
 			RETURNING t.id, t.instance_id
 		), locked AS MATERIALIZED (
-			SELECT id FROM processes_instance WHERE id IN (SELECT instance_id FROM picked) ORDER BY id FOR UPDATE
+			SELECT id FROM processes_instance WHERE id = ANY(ARRAY(SELECT instance_id FROM picked)) ORDER BY id FOR UPDATE
 		)
 		SELECT t.id, t.instance_id, (SELECT input FROM processes_input n WHERE n.instance_id = t.instance_id)
 		FROM taken t CROSS JOIN (SELECT count(*) FROM locked) l`},
