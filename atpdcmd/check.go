@@ -18,6 +18,7 @@ import (
 	"github.com/eoxserver/atpd/daemon"
 	"github.com/eoxserver/atpd/executor"
 	"github.com/eoxserver/atpd/gohandlers"
+	"github.com/eoxserver/atpd/history"
 	"github.com/eoxserver/atpd/pyhandlers"
 )
 
@@ -212,7 +213,7 @@ func runChecks(ctx context.Context, cfg config.Config, store djangodb.Store) (*c
 	add(notifyFinding(ctx, cfg, store))
 
 	hctx, cancel := context.WithTimeout(ctx, checkHistoryTimeout)
-	hist, err := djangodb.History(hctx, store)
+	hist, err := history.Read(hctx, store)
 	cancel()
 	if err != nil {
 		return nil, err
@@ -402,7 +403,7 @@ func pythonSetup(cfg config.Config) string {
 }
 
 // historyType is a type's row of the report, from its history.
-func historyType(h djangodb.TypeHistory) checkType {
+func historyType(h history.TypeHistory) checkType {
 	t := h.Type
 	window := daemon.RunWindow(t.TimeoutDuration())
 	ct := checkType{
@@ -468,7 +469,7 @@ func refList(refs []string, total int) string {
 	return s
 }
 
-func timeoutFinding(h djangodb.TypeHistory, t *checkType) checkFinding {
+func timeoutFinding(h history.TypeHistory, t *checkType) checkFinding {
 	f := checkFinding{Check: checkTimeout, Type: t.Type}
 	window := time.Duration(t.RunWindow * float64(time.Second))
 	timeout := h.Type.TimeoutDuration()
@@ -521,7 +522,7 @@ func shellWord(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-func maxStartFinding(h djangodb.TypeHistory) (checkFinding, bool) {
+func maxStartFinding(h history.TypeHistory) (checkFinding, bool) {
 	if h.OverMaxStart == 0 {
 		return checkFinding{}, false
 	}

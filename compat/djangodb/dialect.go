@@ -88,6 +88,7 @@ type statements struct {
 	insertInstance stmt // rows(type id, identifier, input, timeInsert, log time, task time, message) -> instance id
 	purge          stmt // rows(instance): deletes it with every row referencing it
 	schema         stmt // -> table, column of every processes_* table
+	history        stmt // $1, $2 the sweep's and a shutdown's message -> historyColumns, every log record
 }
 
 // Portable SQL, written once: both databases accept it as it is ($N
@@ -140,6 +141,16 @@ func runColumns(timeUpdate string) string {
 	return `i.id, t.identifier, i.identifier, t.maxstart, i.status, ` + timeUpdate + `,
 		(SELECT true FROM processes_task k WHERE k.instance_id = i.id AND k."lock" = 0 LIMIT 1) IS NOT NULL, ` + startsOf("i.id") + `
 		FROM processes_instance i JOIN processes_type t ON t.id = i.type_id`
+}
+
+// historyColumns is what EachLogRecord reads of every log record, in
+// getTaskLog's order by instance; the mark is 1 for the sweep's
+// re-enqueue, 2 for a shutdown's, 0 otherwise.
+func historyColumns(time string) string {
+	return `SELECT l.instance_id, i.type_id, t.identifier, i.identifier, ` + time + `, l.status,
+		CASE WHEN l.status = 1 AND l.message = $1 THEN 1 WHEN l.status = 1 AND l.message = $2 THEN 2 ELSE 0 END
+		FROM processes_logrecord l JOIN processes_instance i ON i.id = l.instance_id JOIN processes_type t ON t.id = i.type_id
+		ORDER BY l.instance_id, l."time", l.id`
 }
 
 // instanceColumns is what Instance reads.

@@ -44,6 +44,7 @@ var pgSQL = statements{
 		)
 		SELECT t.id, t.instance_id, (SELECT input FROM processes_input n WHERE n.instance_id = t.instance_id)
 		FROM taken t CROSS JOIN (SELECT count(*) FROM locked) l`},
+	history:   stmt{historyColumns(`l."time"`)},
 	instances: stmt{instanceColumns(`i."timeInsert"`, `i."timeUpdate"`)},
 	log:       stmt{`SELECT id, "time", status, message` + sqlLogWhere},
 	exists:    stmt{sqlExists},

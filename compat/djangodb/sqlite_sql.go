@@ -20,6 +20,7 @@ var sqliteSQL = statements{
 	take: stmt{`DELETE FROM processes_task WHERE "lock" = 0 AND instance_id IN (
 		SELECT instance_id FROM processes_task WHERE "lock" = 0 ORDER BY id LIMIT $1)
 		RETURNING id, instance_id, (SELECT input FROM processes_input n WHERE n.instance_id = processes_task.instance_id)`},
+	history:   stmt{historyColumns(`CAST(l."time" AS TEXT)`)},
 	instances: stmt{instanceColumns(`CAST(i."timeInsert" AS TEXT)`, `CAST(i."timeUpdate" AS TEXT)`)},
 	log:       stmt{`SELECT id, CAST("time" AS TEXT), status, message` + sqlLogWhere},
 	exists:    stmt{sqlExists},

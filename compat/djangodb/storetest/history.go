@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eoxserver/atpd/compat/djangodb"
+	"github.com/eoxserver/atpd/history"
 	"github.com/eoxserver/atpd/internal/testdb"
 )
 
@@ -25,7 +26,7 @@ type Step struct {
 }
 
 // Scripted is one instance's history, for tests that need a log with
-// timeouts in it (djangodb.History, atpd check).
+// timeouts in it (history.Read, atpd check).
 type Scripted struct {
 	Type, Identifier string
 	Steps            []Step
@@ -92,7 +93,7 @@ func (s Scripted) Play(t testing.TB, ctx context.Context, st djangodb.Tracker, c
 	return id
 }
 
-// testHistory: djangodb.History reads a history with timeouts as the
+// testHistory: history.Read reads a history with timeouts as the
 // reference daemon left it, on tables Django made: run times (from the
 // first start, without status writes), the sweep's re-enqueues, instances
 // that finished only after one, and instances started more often than
@@ -140,7 +141,7 @@ func testHistory(t *testing.T, e *env) {
 		return djangodb.InstanceRef{ID: ids[name], Type: typ, Identifier: ident}
 	}
 
-	got, err := djangodb.History(e.ctx, e.store)
+	got, err := history.Read(e.ctx, e.store)
 	if err != nil {
 		t.Fatalf("history: %v", err)
 	}
@@ -152,18 +153,18 @@ func testHistory(t *testing.T, e *env) {
 		TimeoutReenqueues, Reenqueued, FinishedLate int
 		FinishedLateRefs                            []djangodb.InstanceRef
 		OverMaxStart                                int
-		OverMaxStartRefs                            []djangodb.StartCount
+		OverMaxStartRefs                            []history.StartCount
 		OverMaxStartFinished, MostStarts            int
 	}
 	want := []summary{
 		{Type: "Slow", Instances: 3, RunTimes: []time.Duration{30 * s, 100 * s, 240 * s}, Longest: ref("Slow::many"),
 			TimeoutReenqueues: 4, Reenqueued: 2, FinishedLate: 1, FinishedLateRefs: []djangodb.InstanceRef{ref("Slow::late")},
-			OverMaxStart: 1, OverMaxStartRefs: []djangodb.StartCount{{InstanceRef: ref("Slow::many"), Starts: 4, Status: djangodb.Failed}}, MostStarts: 4},
+			OverMaxStart: 1, OverMaxStartRefs: []history.StartCount{{InstanceRef: ref("Slow::many"), Starts: 4, Status: djangodb.Failed}}, MostStarts: 4},
 		{Type: "Chatty", Instances: 1, RunTimes: []time.Duration{50 * s}, Longest: ref("Chatty::progress"), MostStarts: 1},
 		{Type: "Fast", Instances: 3, RunTimes: []time.Duration{2 * s, 5 * s}, Longest: ref("Fast::b"), MostStarts: 1},
 		{Type: "Retry", Instances: 2, RunTimes: []time.Duration{2 * s, 2 * s, 79 * s}, Longest: ref("Retry::again"),
 			TimeoutReenqueues: 1, Reenqueued: 1, FinishedLate: 1, FinishedLateRefs: []djangodb.InstanceRef{ref("Retry::again")},
-			OverMaxStart: 1, OverMaxStartRefs: []djangodb.StartCount{{InstanceRef: ref("Retry::again"), Starts: 2, Status: djangodb.Finished}},
+			OverMaxStart: 1, OverMaxStartRefs: []history.StartCount{{InstanceRef: ref("Retry::again"), Starts: 2, Status: djangodb.Finished}},
 			OverMaxStartFinished: 1, MostStarts: 2},
 		{Type: "Unused"},
 	}
