@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/eoxserver/atpd/compat/pickle"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,10 +22,13 @@ type store struct {
 	maxQueue int
 	maxInput int            // how far a claim inflates an input to check it
 	loc      *time.Location // how times are returned
+	group    grouper        // write transactions sharing commits (groupCommit dialects)
+	idle     atomic.Bool    // the last claim found the queue empty
 }
 
 func newStore(d dialect, q *statements, opts Options) *store {
 	s := &store{d: d, q: q, clock: &processClock, maxQueue: opts.MaxQueueSize, maxInput: opts.MaxInputSize, loc: newDjangoTime(opts).loc}
+	s.idle.Store(true)
 	if opts.Clock != nil {
 		s.clock = &ticks{src: opts.Clock}
 	}
@@ -138,6 +142,9 @@ func (s *store) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.T
 // tryTx runs fn in one transaction; atCommit reports that the error came
 // from COMMIT, after fn succeeded.
 func (s *store) tryTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) (atCommit bool, err error) {
+	if s.d.groupCommit() {
+		return s.tryGrouped(ctx, fn)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.d.callTimeout())
 	defer cancel()
 	tx, err := s.d.begin(ctx)
@@ -401,9 +408,11 @@ func (s *store) purge(ctx context.Context, tx *sql.Tx, ids []int64) error {
 // a producer's request to, as the reference daemon treats it.
 // ErrQueueEmpty when there is none.
 func (s *store) take(ctx context.Context, op string, limit int, fn func(ctx context.Context, tx *sql.Tx, ids []int64, runs map[int64]*runRow, inputs map[int64]sql.NullString) error) error {
-	if len(s.q.probe) > 0 {
+	if len(s.q.probe) > 0 && s.idle.Load() {
 		// An idle daemon polls many times a second; the read pool answers
-		// an empty queue without the write lock (SQLite).
+		// an empty queue without the write lock (SQLite). Only after a
+		// claim found none: a reader waits for a commit under way, so a
+		// busy daemon's probe would wait for its own completer.
 		var one int
 		err := s.read(ctx, op, func(ctx context.Context, _ *sql.DB) error { return s.one(ctx, nil, s.q.probe, nil, &one) })
 		if errors.Is(err, sql.ErrNoRows) {
@@ -456,6 +465,7 @@ func (s *store) take(ctx context.Context, op string, limit int, fn func(ctx cont
 		}
 		return fn(ctx, tx, run, runs, inputs)
 	})
+	s.idle.Store(err == nil && taken == 0)
 	switch {
 	case err == nil && taken == 0:
 		err = fmt.Errorf("djangodb: %s: %w", op, ErrQueueEmpty)

@@ -15,6 +15,10 @@ type dialect interface {
 	// begin opens a write transaction (PostgreSQL: READ COMMITTED;
 	// SQLite: BEGIN IMMEDIATE on the one write connection).
 	begin(ctx context.Context) (*sql.Tx, error)
+	// groupCommit reports whether write transactions that wait for one
+	// another share commits (groupcommit.go): SQLite, whose one write
+	// connection serialises them anyway and whose commit costs fsyncs.
+	groupCommit() bool
 	// retry reports whether a failed transaction should run again
 	// (PostgreSQL: deadlock or serialization failure).
 	retry(err error) bool

@@ -142,6 +142,7 @@ func pgWithParams(dsn string, params ...[2]string) (string, error) {
 
 // The dialect.
 
+func (s *pgStore) groupCommit() bool          { return false } // the server groups concurrent commits' WAL flushes
 func (s *pgStore) name() string               { return s.describe }
 func (s *pgStore) reads() *sql.DB             { return s.db }
 func (s *pgStore) batched() bool              { return true }

@@ -145,6 +145,7 @@ func (s *sqliteStore) name() string                                         { re
 func (s *sqliteStore) closeDB() error                                       { return errors.Join(s.rw.Close(), s.ro.Close()) }
 func (s *sqliteStore) begin(ctx context.Context) (*sql.Tx, error)           { return s.rw.BeginTx(ctx, nil) }
 func (s *sqliteStore) retry(error) bool                                     { return false }
+func (s *sqliteStore) groupCommit() bool                                    { return true }
 func (s *sqliteStore) lostConn()                                            {}
 func (s *sqliteStore) reads() *sql.DB                                       { return s.ro }
 func (s *sqliteStore) prep(_ context.Context, tx *sql.Tx, _ string) queryer { return tx }

@@ -10,8 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -870,5 +872,68 @@ func TestSQLiteDatabaseTimeZone(t *testing.T) {
 	stored, err := time.ParseInLocation("2006-01-02 15:04:05.999999", text, vienna)
 	if err != nil || !stored.Equal(in.TimeInsert) || !sqliteDjangoPattern.MatchString(text) {
 		t.Errorf("stored %q (%v, %v), want Vienna's wall clock of %v", text, stored, err, in.TimeInsert)
+	}
+}
+
+// TestSQLiteGroupCommit: write transactions that wait for the one write
+// connection share a commit, each still atomic on its own: one that fails
+// leaves nothing behind and its error is its own, the others commit.
+func TestSQLiteGroupCommit(t *testing.T) {
+	s, _ := sqliteDjangoStore(t, sqliteUTC)
+	const n = 16
+	ctx := t.Context()
+	started, release := make(chan struct{}), make(chan struct{})
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	insert := func(ctx context.Context, tx *sql.Tx, k int) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO processes_type (identifier, handler, maxstart, timeout, timeret) VALUES ($1, 'h.h', 1, 60, -1)`, fmt.Sprint("G", k))
+		return err
+	}
+	before, _ := djangodb.GroupState(s)
+	wg.Add(1)
+	go func() { // the first: it holds its transaction until all others wait
+		defer wg.Done()
+		errs[0] = djangodb.WriteTx(ctx, s, func(ctx context.Context, tx *sql.Tx) error {
+			close(started)
+			<-release
+			return insert(ctx, tx, 0)
+		})
+	}()
+	<-started
+	for k := 1; k < n; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[k] = djangodb.WriteTx(ctx, s, func(ctx context.Context, tx *sql.Tx) error {
+				if err := insert(ctx, tx, k); err != nil || k%4 != 3 {
+					return err
+				}
+				return fmt.Errorf("job %d fails after its insert", k)
+			})
+		}()
+	}
+	for {
+		if _, waiting := djangodb.GroupState(s); waiting == n-1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	wg.Wait()
+	after, _ := djangodb.GroupState(s)
+	if got := after - before; got != 2 {
+		t.Errorf("%d transactions for %d writers, want 2 (the first alone, the rest together)", got, n)
+	}
+	for k := range n {
+		var rows int
+		if err := djangodb.WriteTx(ctx, s, func(ctx context.Context, tx *sql.Tx) error {
+			return tx.QueryRowContext(ctx, `SELECT count(*) FROM processes_type WHERE identifier = $1`, fmt.Sprint("G", k)).Scan(&rows)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		fails := k%4 == 3
+		if fails && (errs[k] == nil || rows != 0) || !fails && (errs[k] != nil || rows != 1) {
+			t.Errorf("writer %d: error %v, %d rows; want %s", k, errs[k], rows, map[bool]string{true: "its own error and no row", false: "no error and its row"}[fails])
+		}
 	}
 }

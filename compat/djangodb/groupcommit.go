@@ -1,0 +1,188 @@
+package djangodb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Group commit, for a dialect with one write connection (SQLite): write
+// transactions that wait for the connection while another commits are
+// run together, each in a savepoint of one transaction, and share its
+// commit. A commit costs a few fsyncs however little it writes, so the
+// daemon's claim and its completer's outcomes, which come at the same
+// moments, cost one instead of two. Each caller's work stays atomic (its
+// savepoint is rolled back when it fails, and its error is its own) and is
+// answered only after the shared commit: what it returns is durable, as
+// with a transaction of its own.
+
+// txJob is one caller's transaction waiting for the group.
+type txJob struct {
+	ctx  context.Context
+	fn   func(ctx context.Context, tx *sql.Tx) error
+	done chan txResult
+}
+
+type txResult struct {
+	lead     bool // the job's goroutine is to run the next group
+	atCommit bool
+	err      error
+}
+
+// grouper queues the jobs; the goroutine of one of them (the leader) runs
+// the queue as one transaction, then hands the lead to a job that arrived
+// meanwhile, so no caller runs others' groups for long.
+type grouper struct {
+	mu      sync.Mutex
+	pending []*txJob
+	leading bool
+	arrived chan struct{} // signalled when a job joins the queue
+	groups  atomic.Int64  // transactions run, for tests
+}
+
+// groupWait is how long a lone transaction waits for company.
+const groupWait = time.Millisecond
+
+// maxGroup bounds the jobs in one transaction.
+const maxGroup = 64
+
+// tryGrouped is tryTx through the group: atCommit as for tryTx.
+func (s *store) tryGrouped(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) (bool, error) {
+	j := &txJob{ctx: ctx, fn: fn, done: make(chan txResult, 1)}
+	g := &s.group
+	g.mu.Lock()
+	g.pending = append(g.pending, j)
+	lead := !g.leading
+	g.leading = true
+	if g.arrived == nil {
+		g.arrived = make(chan struct{}, 1)
+	}
+	select {
+	case g.arrived <- struct{}{}:
+	default:
+	}
+	g.mu.Unlock()
+	for {
+		if lead {
+			s.runGroup()
+		}
+		r := <-j.done
+		if !r.lead {
+			return r.atCommit, r.err
+		}
+		lead = true
+	}
+}
+
+// runGroup runs the pending jobs (up to maxGroup) in one transaction and
+// answers them; then it hands the lead on, or gives it up.
+func (s *store) runGroup() {
+	g := &s.group
+	g.mu.Lock()
+	if len(g.pending) == 1 {
+		// Alone: wait a moment for a companion (the daemon's claim and
+		// its completer's outcomes come together), which then shares
+		// this commit instead of waiting for the next one.
+		select {
+		case <-g.arrived:
+		default:
+		}
+		g.mu.Unlock()
+		t := time.NewTimer(groupWait)
+		select {
+		case <-g.arrived:
+		case <-t.C:
+		}
+		t.Stop()
+		g.mu.Lock()
+	}
+	n := min(len(g.pending), maxGroup)
+	jobs := g.pending[:n:n]
+	g.pending = g.pending[n:]
+	g.mu.Unlock()
+
+	res := s.groupTx(jobs)
+	g.groups.Add(1)
+
+	g.mu.Lock()
+	if len(g.pending) > 0 {
+		// The next leader is answered last, after this group's results.
+		g.pending[0].done <- txResult{lead: true}
+	} else {
+		g.leading = false
+	}
+	g.mu.Unlock()
+	for i, j := range jobs {
+		j.done <- res[i]
+	}
+}
+
+// groupTx runs jobs in one transaction, each in a savepoint when there are
+// several, and commits what did not fail.
+func (s *store) groupTx(jobs []*txJob) []txResult {
+	res := make([]txResult, len(jobs))
+	all := func(r txResult) []txResult {
+		for i := range res {
+			if res[i].err == nil {
+				res[i] = r
+			}
+		}
+		return res
+	}
+	// The transaction is everyone's: it runs under the call timeout, and
+	// each job's statements under its own context too.
+	tctx, cancel := context.WithTimeout(context.Background(), s.d.callTimeout())
+	defer cancel()
+	tx, err := s.d.begin(tctx)
+	if err != nil {
+		return all(txResult{err: err})
+	}
+	one := len(jobs) == 1
+	ok := 0
+	for i, j := range jobs {
+		if err := j.ctx.Err(); err != nil {
+			res[i].err = err
+			continue
+		}
+		if !one {
+			if _, err := tx.ExecContext(tctx, `SAVEPOINT atpd_group`); err != nil {
+				tx.Rollback()
+				return all(txResult{err: fmt.Errorf("savepoint: %w", err)})
+			}
+		}
+		jctx, jcancel := context.WithTimeout(j.ctx, s.d.callTimeout())
+		err := j.fn(jctx, tx)
+		jcancel()
+		switch {
+		case err != nil && one:
+			tx.Rollback()
+			res[i].err = err
+			return res
+		case err != nil:
+			res[i].err = err
+			if _, rerr := tx.ExecContext(tctx, `ROLLBACK TO SAVEPOINT atpd_group`); rerr != nil {
+				tx.Rollback()
+				return all(txResult{err: fmt.Errorf("roll back to savepoint after %w: %w", err, rerr)})
+			}
+			fallthrough
+		default:
+			if !one {
+				if _, err := tx.ExecContext(tctx, `RELEASE SAVEPOINT atpd_group`); err != nil {
+					tx.Rollback()
+					return all(txResult{err: fmt.Errorf("release savepoint: %w", err)})
+				}
+			}
+			if err == nil {
+				ok++
+			}
+		}
+	}
+	if ok == 0 {
+		tx.Rollback()
+		return res
+	}
+	return all(txResult{atCommit: true, err: tx.Commit()})
+}
