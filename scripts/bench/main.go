@@ -1,11 +1,19 @@
 // Command bench measures the real atpd binary on PostgreSQL and SQLite:
 // drain throughput (N demo tasks queued first, time until all are
-// FINISHED) with the Go and the Python demo handler, pickup latency of an
-// idle daemon (one task at a time, enqueue to FINISHED, with and without
-// LISTEN/NOTIFY), and the daemon's peak RSS; and, in the same run, the
-// database's own capacity (pgbench -N on PostgreSQL, commits/s on SQLite),
-// so that each throughput is also reported as a fraction of what the
-// database allowed at that moment. Every figure is the median of -runs runs.
+// FINISHED) with the Go and the Python demo handler (8 CPython workers,
+// and on PostgreSQL 2 as well), pickup latency of an idle daemon (one task
+// at a time, enqueue to FINISHED, with and without LISTEN/NOTIFY), the
+// daemon's peak RSS alone and with its child processes, and for every
+// drain the CPU time per task of the daemon, its CPython workers and its
+// PostgreSQL backends, and on PostgreSQL the commits, WAL bytes and
+// session states (wait events) per task. In the same run it measures what
+// atpd is compared with: the batched-SQL limit (pgbench running the
+// demo's full row work, 32 tasks per transaction), the original-protocol
+// Python daemon (integration/refdaemon.py, 2 processes), and the
+// database's capacity (pgbench -N on PostgreSQL, commits/s on SQLite).
+// Every figure is the median of -runs runs; each drain's throughput is
+// also given as a fraction of the capacity and of the batched-SQL limit
+// and as a multiple of the original daemon.
 //
 // It is run by scripts/bench.sh; see docs/PERFORMANCE.md for the results.
 package main
@@ -37,6 +45,7 @@ type options struct {
 	atpd       string
 	pgAdmin    string
 	pgbench    string
+	waldump    string
 	python     string
 	repo       string
 	tmp        string
@@ -44,6 +53,11 @@ type options struct {
 	runs       int
 	goWorkers  int
 	pyWorkers  int
+	pyFew      int
+	limitTasks int
+	limitBatch int
+	origProcs  int
+	origTasks  int
 	samples    int
 	capacityT  time.Duration
 	only       string
@@ -58,11 +72,17 @@ func main() {
 	flag.StringVar(&o.pgAdmin, "pg", envOr("ATPD_BENCH_PG", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"),
 		"PostgreSQL URL of a role that may create databases (also ATPD_BENCH_PG)")
 	flag.StringVar(&o.pgbench, "pgbench", "/usr/lib/postgresql/15/bin/pgbench", "pgbench binary")
+	flag.StringVar(&o.waldump, "waldump", "/usr/lib/postgresql/15/bin/pg_waldump", "pg_waldump binary, for the WAL a drain's database wrote (followed in the server's pg_wal as it is written: the bench must run on the server's machine, allowed to read it); empty: cluster-wide WAL only")
 	flag.StringVar(&o.python, "python", "/usr/bin/python3", "Python with the handler's imports, for the Python handler runs")
 	flag.IntVar(&o.tasks, "n", 2000, "tasks per drain run")
 	flag.IntVar(&o.runs, "runs", 3, "runs of every measurement (the median is reported)")
 	flag.IntVar(&o.goWorkers, "workers", 8, "daemon workers with the Go handler")
 	flag.IntVar(&o.pyWorkers, "py-workers", 8, "daemon workers (CPython processes) with the Python handler")
+	flag.IntVar(&o.pyFew, "py-workers-few", 2, "daemon workers of the second Python handler drain on PostgreSQL (drain/postgres/python-few); 0: none")
+	flag.IntVar(&o.limitBatch, "limit-batch", 32, "tasks per transaction of the batched-SQL limit (pgbench)")
+	flag.IntVar(&o.limitTasks, "limit-tasks", 20000, "tasks the batched-SQL limit's pgbench run works through")
+	flag.IntVar(&o.origProcs, "orig-workers", 2, "processes of the original-protocol Python daemon (integration/refdaemon.py)")
+	flag.IntVar(&o.origTasks, "orig-n", 400, "tasks of the original daemon's drain")
 	flag.IntVar(&o.samples, "samples", 100, "tasks per pickup latency run")
 	flag.DurationVar(&o.capacityT, "capacity-time", 10*time.Second, "duration of each database capacity measurement")
 	flag.StringVar(&o.only, "only", "", "run only measurements whose name contains this text")
@@ -166,15 +186,30 @@ func (b *bench) want(name string) bool { return b.o.only == "" || strings.Contai
 // client count the daemons used.
 func (b *bench) oneRun(ctx context.Context, r int) error {
 	b.pgClients = 0
+	type drainRun struct {
+		name, db, handler string
+		workers           int
+	}
+	var drains []drainRun
 	for _, dbKind := range []string{"postgres", "sqlite", "sqlite-wal"} {
-		for _, h := range []string{"go", "python"} {
-			name := fmt.Sprintf("drain/%s/%s", dbKind, h)
-			if !b.want(name) {
-				continue
-			}
-			if err := b.drain(ctx, name, dbKind, h, r); err != nil {
-				return fmt.Errorf("%s run %d: %w", name, r, err)
-			}
+		drains = append(drains,
+			drainRun{"drain/" + dbKind + "/go", dbKind, "go", b.o.goWorkers},
+			drainRun{"drain/" + dbKind + "/python", dbKind, "python", b.o.pyWorkers})
+		if dbKind == "postgres" && b.o.pyFew > 0 {
+			drains = append(drains, drainRun{"drain/postgres/python-few", dbKind, "python", b.o.pyFew})
+		}
+	}
+	for _, d := range drains {
+		if !b.want(d.name) {
+			continue
+		}
+		if err := b.drain(ctx, d.name, d.db, d.handler, d.workers, r); err != nil {
+			return fmt.Errorf("%s run %d: %w", d.name, r, err)
+		}
+	}
+	if name := "original/postgres/python"; b.want(name) && b.o.origProcs > 0 {
+		if err := b.original(ctx, name, b.o.origProcs, b.o.origTasks, r); err != nil {
+			return fmt.Errorf("%s run %d: %w", name, r, err)
 		}
 	}
 	for _, l := range []struct{ db, mode string }{{"postgres", "notify"}, {"postgres", "poll"}, {"sqlite", "poll"}} {
@@ -186,14 +221,26 @@ func (b *bench) oneRun(ctx context.Context, r int) error {
 			return fmt.Errorf("%s run %d: %w", name, r, err)
 		}
 	}
-	if b.want("capacity/postgres") {
-		clients := max(b.pgClients, 1)
-		tps, err := b.pgbenchTPS(ctx, clients)
-		if err != nil {
-			return fmt.Errorf("pgbench: %w", err)
+	// Both run with as many clients as the daemons held connections; the
+	// batched-SQL limit with two at least (a claim and a completion).
+	for _, m := range []struct {
+		name, figure string
+		least        int
+		measure      func(context.Context, int) (float64, error)
+	}{
+		{"limit/postgres/batched", "/tasks_per_s", 2, b.batchedLimit},
+		{"capacity/postgres", "", 1, b.pgbenchTPS},
+	} {
+		if !b.want(m.name) {
+			continue
 		}
-		b.record("capacity/postgres", tps)
-		b.record("capacity/postgres/clients", float64(clients))
+		clients := max(b.pgClients, m.least)
+		v, err := m.measure(ctx, clients)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		b.record(m.name+m.figure, v)
+		b.record(m.name+"/clients", float64(clients))
 	}
 	for _, wal := range []bool{false, true} {
 		name := "capacity/sqlite"

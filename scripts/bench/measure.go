@@ -16,20 +16,23 @@ import (
 	"github.com/eoxserver/atpd/compat/djangodb"
 )
 
-// drain queues n demo tasks, starts a daemon and measures how fast it
-// runs them all, from the first claim to the last FINISHED as the log
-// records say, and the daemon's peak RSS.
-func (b *bench) drain(ctx context.Context, name, kind, handler string, run int) error {
+// drain queues n demo tasks, starts a daemon with workers workers and
+// measures how fast it runs them all, from the first claim to the last
+// FINISHED as the log records say; the daemon's peak RSS, alone and with
+// its child processes (CPython workers); the CPU time per task of the
+// daemon, its children and, on PostgreSQL, its backends; and on
+// PostgreSQL commits, WAL bytes and session states (pgProbe).
+func (b *bench) drain(ctx context.Context, name, kind, handler string, workers, run int) error {
 	db, err := b.newDB(ctx, kind)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	path, workers := goDemo, b.o.goWorkers
+	path := goDemo
 	args := []string{}
 	if handler == "python" {
 		// -p REPO makes integration.tools.atp_demo importable.
-		path, workers = pyDemo, b.o.pyWorkers
+		path = pyDemo
 		args = append(args, "-p", b.o.repo)
 	}
 	args = append(args, "-n", strconv.Itoa(workers))
@@ -42,11 +45,18 @@ func (b *bench) drain(ctx context.Context, name, kind, handler string, run int) 
 	}
 	defer counter.Close()
 
+	var probe *pgProbe
+	if kind == "postgres" {
+		if probe, err = startPGProbe(ctx, b.o.pgAdmin, dbName(db.dsn), b.o.waldump); err != nil {
+			return err
+		}
+	}
 	d, err := b.startDaemon(ctx, fmt.Sprintf("%s-run%d", name, run), db.dsn, args...)
 	if err != nil {
 		return err
 	}
 	began := time.Now()
+	polls := 0
 	limit := 2*time.Minute + time.Duration(b.o.tasks)*50*time.Millisecond
 	conns := 0
 	for {
@@ -56,6 +66,7 @@ func (b *bench) drain(ctx context.Context, name, kind, handler string, run int) 
 			}
 		}
 		done, err := counter.ended(ctx)
+		polls++
 		if err != nil {
 			d.kill()
 			return err
@@ -79,8 +90,28 @@ func (b *bench) drain(ctx context.Context, name, kind, handler string, run int) 
 		d.kill()
 		return err
 	}
+	treeRSS, cpuDaemon, cpuChildren := rss, time.Duration(0), time.Duration(0)
+	cpuDaemon, _ = procCPU(d.cmd.Process.Pid)
+	for _, pid := range descendants(d.cmd.Process.Pid) {
+		if r, err := procStatus(pid, "VmHWM"); err == nil {
+			treeRSS += r
+		}
+		if c, err := procCPU(pid); err == nil {
+			cpuChildren += c
+		}
+	}
+	var cpuBackends time.Duration
+	if probe != nil {
+		cpuBackends = probe.backendCPU()
+	}
+	counter.Close()
 	if err := d.stop(); err != nil {
 		return err
+	}
+	if probe != nil {
+		if err := probe.finish(ctx, b, name, b.o.tasks, int64(polls)); err != nil {
+			return err
+		}
 	}
 	if err := db.verify(ctx); err != nil {
 		return fmt.Errorf("rows after the drain: %w", err)
@@ -91,6 +122,15 @@ func (b *bench) drain(ctx context.Context, name, kind, handler string, run int) 
 	}
 	b.record(name+"/tasks_per_s", float64(b.o.tasks)/last.Sub(first).Seconds())
 	b.record(name+"/rss_mb", float64(rss)/(1<<20))
+	b.record(name+"/rss_with_children_mb", float64(treeRSS)/(1<<20))
+	perTask := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(b.o.tasks) }
+	b.record(name+"/cpu_ms_per_task/atpd", perTask(cpuDaemon))
+	if handler == "python" {
+		b.record(name+"/cpu_ms_per_task/cpython_workers", perTask(cpuChildren))
+	}
+	if probe != nil {
+		b.record(name+"/cpu_ms_per_task/pg_backends", perTask(cpuBackends))
+	}
 	if kind == "postgres" {
 		b.record(name+"/connections", float64(conns))
 		b.pgClients = max(b.pgClients, conns)
