@@ -153,7 +153,7 @@ func (a *app) runDemo(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer store.Close()
-	ex, stopExecutor, _, err := buildExecutor(ctx, cfg, log, true, nil)
+	ex, stopExecutor, _, err := buildExecutor(ctx, cfg, log, nil)
 	if err != nil {
 		return err
 	}

@@ -359,29 +359,40 @@ func TestHTTPFlagConflict(t *testing.T) {
 }
 
 // TestPythonStartsOnDemand: a daemon whose tasks have Go handlers starts
-// no CPython worker; the first task that needs Python starts them, and it
-// runs.
+// no CPython worker, even when its configuration names Python; the first
+// task that needs Python starts them, and it runs.
 func TestPythonStartsOnDemand(t *testing.T) {
-	db := newE2EDB(t, sqliteUTC)
-	db.batch(
-		[]string{"register", "SequenceSum", gohandlers.DemoPath},
-		[]string{"register", "Py", "tools.ledger.other"},
-		[]string{"enqueue", "SequenceSum", "go", "--literal", "(1, 2, 3)"},
-	)
-	ledger := filepath.Join(t.TempDir(), "ledger")
-	// No --python nor -p: nothing asks for Python up front (the handlers'
-	// directory comes through PYTHONPATH, which the workers inherit).
-	env := append(baseEnv(), "PYTHONPATH="+db.dir)
-	p := startAtpd(t, "ondemand", env, append(db.dbArgs(), "--poll-interval", "20ms", "-n", "2")...)
-	db.waitStatus("SequenceSum", "go", djangodb.Finished, time.Minute)
-	if lines := p.Grep(`python worker started`); len(lines) != 0 {
-		t.Errorf("a CPython worker started for Go tasks: %v", lines)
-	}
-	db.producer("enqueue", "Py", "py", "--literal", fmt.Sprintf("{'ledger': %q}", ledger))
-	db.waitStatus("Py", "py", djangodb.Finished, time.Minute)
-	p.waitLine(`python worker started`, time.Second)
-	p.signal(syscall.SIGINT)
-	if code := p.wait(exitTimeout); code != 0 {
-		t.Errorf("exit %d after SIGINT", code)
+	for _, tc := range []struct {
+		name string
+		args func(db *e2eDB) []string
+	}{
+		// The handlers' directory comes through PYTHONPATH, which the
+		// workers inherit.
+		{"nothing asks for Python", func(*e2eDB) []string { return nil }},
+		{"--python and -p given", func(db *e2eDB) []string { return []string{"--python", "/usr/bin/python3", "-p", db.dir} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := newE2EDB(t, sqliteUTC)
+			db.batch(
+				[]string{"register", "SequenceSum", gohandlers.DemoPath},
+				[]string{"register", "Py", "tools.ledger.other"},
+				[]string{"enqueue", "SequenceSum", "go", "--literal", "(1, 2, 3)"},
+			)
+			ledger := filepath.Join(t.TempDir(), "ledger")
+			env := append(baseEnv(), "PYTHONPATH="+db.dir)
+			args := append(db.dbArgs(), "--poll-interval", "20ms", "-n", "2")
+			p := startAtpd(t, "ondemand", env, append(args, tc.args(db)...)...)
+			db.waitStatus("SequenceSum", "go", djangodb.Finished, time.Minute)
+			if lines := p.Grep(`python worker started`); len(lines) != 0 {
+				t.Errorf("a CPython worker started for Go tasks: %v", lines)
+			}
+			db.producer("enqueue", "Py", "py", "--literal", fmt.Sprintf("{'ledger': %q}", ledger))
+			db.waitStatus("Py", "py", djangodb.Finished, time.Minute)
+			p.waitLine(`python worker started`, time.Second)
+			p.signal(syscall.SIGINT)
+			if code := p.wait(exitTimeout); code != 0 {
+				t.Errorf("exit %d after SIGINT", code)
+			}
+		})
 	}
 }

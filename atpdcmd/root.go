@@ -101,7 +101,7 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return fail(err)
 	}
-	ex, stopExecutor, shadowed, err := buildExecutor(startCtx, cfg, log, false, metrics.shadowCompared)
+	ex, stopExecutor, shadowed, err := buildExecutor(startCtx, cfg, log, metrics.shadowCompared)
 	if err != nil {
 		return fail(err)
 	}
