@@ -3,19 +3,17 @@ package djangodb
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // Group commit, for a dialect with one write connection (SQLite): write
-// transactions that wait for the connection while another commits are
-// run together, each in a savepoint of one transaction, and share its
-// commit. A commit costs a few fsyncs however little it writes, so the
+// transactions that wait for the connection while another commits run
+// together in one transaction and share its commit. A commit costs a few fsyncs however little it writes, so the
 // daemon's claim and its completer's outcomes, which come at the same
-// moments, cost one instead of two. Each caller's work stays atomic (its
-// savepoint is rolled back when it fails, and its error is its own) and is
+// moments, cost one instead of two. Each caller's work stays atomic (when
+// one fails, each runs again alone, so its error is its own) and is
 // answered only after the shared commit: what it returns is durable, as
 // with a transaction of its own.
 
@@ -120,69 +118,57 @@ func (s *store) runGroup() {
 	}
 }
 
-// groupTx runs jobs in one transaction, each in a savepoint when there are
-// several, and commits what did not fail.
+// groupTx runs jobs in one transaction and commits it. When one of them
+// fails, the transaction is rolled back and each job runs in one of its
+// own, so that a failure is its job's alone (a job's work is re-runnable:
+// inTx reruns it after a retryable error too). Savepoints would keep the
+// others' work, but cost two statements per job on every group.
 func (s *store) groupTx(jobs []*txJob) []txResult {
-	res := make([]txResult, len(jobs))
-	all := func(r txResult) []txResult {
-		for i := range res {
-			if res[i].err == nil {
-				res[i] = r
-			}
+	if len(jobs) > 1 {
+		if res, ok := s.oneTx(jobs); ok {
+			return res
 		}
-		return res
 	}
+	res := make([]txResult, len(jobs))
+	for i := range jobs {
+		r, _ := s.oneTx(jobs[i : i+1])
+		res[i] = r[0]
+	}
+	return res
+}
+
+// oneTx runs jobs in one transaction; ok is false when one of them failed
+// and the transaction was rolled back (its error is in its result, the
+// others' results are unset).
+func (s *store) oneTx(jobs []*txJob) (res []txResult, ok bool) {
+	res = make([]txResult, len(jobs))
 	// The transaction is everyone's: it runs under the call timeout, and
 	// each job's statements under its own context too.
 	tctx, cancel := context.WithTimeout(context.Background(), s.d.callTimeout())
 	defer cancel()
 	tx, err := s.d.begin(tctx)
 	if err != nil {
-		return all(txResult{err: err})
-	}
-	one := len(jobs) == 1
-	ok := 0
-	for i, j := range jobs {
-		if err := j.ctx.Err(); err != nil {
+		for i := range res {
 			res[i].err = err
-			continue
 		}
-		if !one {
-			if _, err := tx.ExecContext(tctx, `SAVEPOINT atpd_group`); err != nil {
-				tx.Rollback()
-				return all(txResult{err: fmt.Errorf("savepoint: %w", err)})
-			}
+		return res, true
+	}
+	for i, j := range jobs {
+		err := j.ctx.Err()
+		if err == nil {
+			jctx, jcancel := context.WithTimeout(j.ctx, s.d.callTimeout())
+			err = j.fn(jctx, tx)
+			jcancel()
 		}
-		jctx, jcancel := context.WithTimeout(j.ctx, s.d.callTimeout())
-		err := j.fn(jctx, tx)
-		jcancel()
-		switch {
-		case err != nil && one:
+		if err != nil {
 			tx.Rollback()
 			res[i].err = err
-			return res
-		case err != nil:
-			res[i].err = err
-			if _, rerr := tx.ExecContext(tctx, `ROLLBACK TO SAVEPOINT atpd_group`); rerr != nil {
-				tx.Rollback()
-				return all(txResult{err: fmt.Errorf("roll back to savepoint after %w: %w", err, rerr)})
-			}
-			fallthrough
-		default:
-			if !one {
-				if _, err := tx.ExecContext(tctx, `RELEASE SAVEPOINT atpd_group`); err != nil {
-					tx.Rollback()
-					return all(txResult{err: fmt.Errorf("release savepoint: %w", err)})
-				}
-			}
-			if err == nil {
-				ok++
-			}
+			return res, len(jobs) == 1
 		}
 	}
-	if ok == 0 {
-		tx.Rollback()
-		return res
+	err = tx.Commit()
+	for i := range res {
+		res[i] = txResult{atCommit: true, err: err}
 	}
-	return all(txResult{atCommit: true, err: tx.Commit()})
+	return res, true
 }
