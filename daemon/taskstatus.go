@@ -182,7 +182,8 @@ func (s *taskStatus) StoreResponse(ctx context.Context, data []byte, mimeType st
 }
 
 // NullWrite makes the write the original made with a handler's None
-// (djangodb.WriteNull): the database refuses it and nothing is written.
+// (djangodb.WriteNull): the database refuses it, or takes it ("": the
+// executor makes it as an ordinary write), and nothing is written.
 // The handler's earlier writes are committed first, as the original's
 // were, so that the refused row's id follows theirs. The original saved
 // the instance (status, timeUpdate) before the refused insert; that save

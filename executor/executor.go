@@ -78,9 +78,12 @@ type TaskStatus interface {
 // its data (a djangodb.ResponseWrite) is what the original wrote beside the
 // NULL; its text is not used. NullWrite writes nothing and returns the
 // database's refusal as the original's handler saw the IntegrityError
-// (djangodb.WriteNull); an error when the write could not be made.
-// Executors raise the refusal in the handler; with a TaskStatus that is
-// not a NullWriter, they raise the words they know.
+// (djangodb.WriteNull), or "" when the database takes the write (a
+// response row the instance has already, which the original updated
+// keeping its MIME type): the executor then makes it as an ordinary
+// write. An error: the write could not be made. Executors raise the
+// refusal in the handler; with a TaskStatus that is not a NullWriter, they
+// raise the words they know.
 type NullWriter interface {
 	NullWrite(ctx context.Context, w djangodb.Write) (refusal string, err error)
 }

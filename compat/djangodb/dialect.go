@@ -92,7 +92,8 @@ type statements struct {
 	// nullWrite is the insert the tracker made with a handler's None, which
 	// the NOT NULL column refuses: $1 instance, $2 the column left NULL
 	// ("message": a log record of status $4 at $3; "mimeType": the
-	// response row of text $5).
+	// response row of text $5, unless the instance has one: the tracker
+	// updated that one instead).
 	nullWrite stmt
 }
 

@@ -11,8 +11,8 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// errNullTaken ends WriteNull's transaction when the database took the
-// NULL (a column that is not NOT NULL, unlike Django's).
+// errNullTaken rolls WriteNull's transaction back when the database took
+// the write.
 var errNullTaken = errors.New("the database took the NULL")
 
 // errNullRefused rolls WriteNull's transaction back once the database
@@ -37,9 +37,13 @@ var errNullRefused = errors.New("null write refused")
 // and a FINISHED status without its log record, which only a reader in
 // that instant could see, would mislead the daemon's own fence.
 //
-// An error is returned when the write could not be made (the instance's
-// store is not this package's: ErrUnsupported; the connection failed), or
-// when the database took the NULL.
+// The refusal is "" when the database takes the write: the instance has a
+// response row already, which setTaskResponse updated instead, keeping its
+// MIME type (ATP-SPEC section 4), or the column is not NOT NULL as Django
+// made it. Nothing is written then either: the caller makes the write as
+// an ordinary one (SetResponse keeps a stored MIME type). An error is
+// returned when the write could not be made (the instance's store is not
+// this package's: ErrUnsupported; the connection failed).
 func WriteNull(ctx context.Context, st Store, id int64, w Write) (string, error) {
 	c, err := coreOf("write null", st)
 	if err != nil {
@@ -64,8 +68,11 @@ func WriteNull(ctx context.Context, st Store, id int64, w Write) (string, error)
 		refusal = text
 		return errNullRefused
 	})
-	if errors.Is(err, errNullRefused) {
+	switch {
+	case errors.Is(err, errNullRefused):
 		return refusal, nil
+	case errors.Is(err, errNullTaken):
+		return "", nil
 	}
 	return "", fmt.Errorf("djangodb: write NULL %s.%s of instance %d: %w", table, column, id, err)
 }

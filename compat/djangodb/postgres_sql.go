@@ -122,5 +122,6 @@ var pgSQL = statements{
 			SELECT $1::integer, $3::timestamptz, $4::integer, NULL WHERE $2::text = 'message'
 		)
 		INSERT INTO processes_response (instance_id, response, "mimeType")
-		SELECT $1::integer, $5::text, NULL WHERE $2::text = 'mimeType'`},
+		SELECT $1::integer, $5::text, NULL WHERE $2::text = 'mimeType'
+			AND NOT EXISTS (SELECT 1 FROM processes_response WHERE instance_id = $1::integer)`},
 }

@@ -13,7 +13,8 @@ import (
 // testWriteNull: the write the tracker made with a handler's None (the
 // log record of setSuccess(None), the response row of storeResponse(r,
 // None)) is refused by the NOT NULL column with the words the original's
-// Python read, and leaves no row behind. On PostgreSQL the failing row
+// Python read, and leaves no row behind; over a stored response, which the
+// tracker updated instead, it is taken (and not made either). On PostgreSQL the failing row
 // names an id the sequence handed out (the next real row gets the one
 // after it), the time with the session's offset, and the instance.
 func testWriteNull(t *testing.T, e *env) {
@@ -24,16 +25,25 @@ func testWriteNull(t *testing.T, e *env) {
 		table  string
 		column string
 		// row is the failing row between its id and its instance, on
-		// PostgreSQL: %t the time.
+		// PostgreSQL: %t the time; "" when the database takes the write.
 		row string
+		// prior: the instance has a response row, which the tracker
+		// updated instead of inserting one.
+		prior bool
 	}{
-		{"setSuccess", djangodb.StatusWrite(djangodb.Finished, "ignored"), "processes_logrecord", "message", "%t, 5, null"},
-		{"setPaused", djangodb.StatusWrite(djangodb.Paused, ""), "processes_logrecord", "message", "%t, 4, null"},
-		{"storeResponse", djangodb.ResponseWrite([]byte("15.0"), "ignored"), "processes_response", "mimeType", "eJwzNNUzAAAB8wDF, null"},
+		{"setSuccess", djangodb.StatusWrite(djangodb.Finished, "ignored"), "processes_logrecord", "message", "%t, 5, null", false},
+		{"setPaused", djangodb.StatusWrite(djangodb.Paused, ""), "processes_logrecord", "message", "%t, 4, null", false},
+		{"storeResponse", djangodb.ResponseWrite([]byte("15.0"), "ignored"), "processes_response", "mimeType", "eJwzNNUzAAAB8wDF, null", false},
+		{"storeResponse over a response", djangodb.ResponseWrite([]byte("15.0"), "ignored"), "processes_response", "mimeType", "", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			id := e.running("Seq", tc.name)
+			if tc.prior {
+				if err := e.store.SetResponse(e.ctx, id, []byte("earlier"), "text/plain"); err != nil {
+					t.Fatal(err)
+				}
+			}
 			before := e.dump()
 			began := time.Now()
 			text, err := djangodb.WriteNull(e.ctx, wrapped{e.store}, id, tc.w)
@@ -42,6 +52,12 @@ func testWriteNull(t *testing.T, e *env) {
 			}
 			if after := e.dump(); !reflect.DeepEqual(after, before) {
 				t.Errorf("WriteNull changed rows:\n%+v\nwant\n%+v", after, before)
+			}
+			if tc.row == "" {
+				if text != "" {
+					t.Errorf("WriteNull = %q, want \"\": the database takes it", text)
+				}
+				return
 			}
 			if e.h.Name != "postgres" {
 				if want := "NOT NULL constraint failed: " + tc.table + "." + tc.column; text != want {
