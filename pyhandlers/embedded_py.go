@@ -43,17 +43,20 @@ func init() {
 }
 
 // fieldText is what Django stores in a TextField for v, not None (see
-// refuseNull): str(v).
+// writeNone): str(v).
 func fieldText(v py.Object) (string, error) {
 	return py.StrAsString(v)
 }
 
-// raiseNull raises in the handler the IntegrityError the original's write
-// of w with a None raised (refuseNull).
-func (s *pyTaskStatus) raiseNull(w djangodb.Write) error {
-	refusal, err := refuseNull(s.ctx, s.status, s.database, w)
+// writeNone makes the original's write of w with a None (writeNone) and
+// raises the IntegrityError it raised, if any.
+func (s *pyTaskStatus) writeNone(w djangodb.Write) error {
+	refusal, err := writeNone(s.ctx, s.status, s.database, w)
 	if err != nil {
 		return raiseStatusError(err)
+	}
+	if refusal == "" {
+		return nil
 	}
 	return py.ExceptionNewf(integrityError, "%s", refusal)
 }
@@ -94,7 +97,7 @@ type pyTaskStatus struct {
 	status executor.TaskStatus
 	task   *executor.Task
 	dict   py.StringDict // instance attributes: task_id, dbLock
-	// database words a refused write when status cannot (see refuseNull).
+	// database words a refused write when status cannot (see writeNone).
 	database string
 	// mimeType is the first MIME type this run stored: setTaskResponse
 	// keeps a stored response's first one (it assigns resp.mineType).
@@ -155,7 +158,10 @@ func tsSetter(name string, status djangodb.Status, set func(executor.TaskStatus,
 			return nil, err
 		}
 		if msg == py.None {
-			return nil, s.raiseNull(djangodb.StatusWrite(status, ""))
+			if err := s.writeNone(djangodb.StatusWrite(status, "")); err != nil {
+				return nil, err
+			}
+			return py.None, nil
 		}
 		text, err := fieldText(msg)
 		if err != nil {
@@ -191,7 +197,10 @@ func tsStoreResponse(self py.Object, args py.Tuple, kwargs py.StringDict) (py.Ob
 	} else {
 		var err error
 		if mime == py.None {
-			return nil, s.raiseNull(djangodb.ResponseWrite(data, ""))
+			if err := s.writeNone(djangodb.ResponseWrite(data, "")); err != nil {
+				return nil, err
+			}
+			return py.None, nil
 		}
 		if mimeText, err = fieldText(mime); err != nil {
 			return nil, err

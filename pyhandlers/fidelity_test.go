@@ -51,6 +51,8 @@ type fidelityCase struct {
 	// log record id the sequence handed out just before the last record's.
 	nullRow string
 	nullSeq bool
+	// priorMime: an earlier run stored a response with this MIME type.
+	priorMime string
 }
 
 // The pickle of (1, 2, 3, 4, 5) (protocol 2) and its stored form as
@@ -87,6 +89,9 @@ func fidelityCases(t *testing.T, database string) []fidelityCase {
 		{name: "setRunning(bytes)", handler: "fidelity_fixtures.bytes_running", input: good, last: []logEntry{{djangodb.Running, "b'bytes msg'"}, {djangodb.Finished, ""}}},
 		{name: "setSuccess(None)", handler: "fidelity_fixtures.none_success", input: good, last: failed(null), nullRow: "TIME+00, 5, null", nullSeq: true},
 		{name: "storeResponse(r, None)", handler: "fidelity_fixtures.none_mime", input: good, last: failed(nullMime), nullRow: "eJwzNNUzAAAB8wDF, null"},
+		// setTaskResponse updates a stored response, keeping its MIME
+		// type: the None is never written.
+		{name: "storeResponse(r, None) over a response", handler: "fidelity_fixtures.none_mime", input: good, priorMime: "text/plain", last: finished, response: "15.0", mime: "text/plain"},
 		{name: "dbLock", handler: "fidelity_fixtures.has_db_lock", input: good, last: finished, response: "task_id ", mime: "text/plain"},
 		// A replaced response keeps its first MIME type (ATP-SPEC section 4).
 		{name: "response stored twice", handler: "fidelity_fixtures.store_twice", input: good, last: finished, response: "second", mime: "text/plain"},
@@ -130,7 +135,14 @@ func TestFidelityRows(t *testing.T) {
 						if c.noInput {
 							ex = &noInput{ex}
 						}
-						o := e.runNext(t, ex, context.Background())
+						o := e.runNextWith(t, ex, context.Background(), func(s executor.TaskStatus) executor.TaskStatus {
+							if c.priorMime != "" {
+								if err := s.StoreResponse(context.Background(), []byte("earlier"), c.priorMime); err != nil {
+									t.Fatal(err)
+								}
+							}
+							return s
+						})
 						want := append([]logEntry{{djangodb.Accepted, ""}, {djangodb.Scheduled, ""}, {djangodb.Running, ""}}, c.last...)
 						got := e.log(t, o.id)
 						if c.nullRow != "" && database == "postgresql" && len(got) > 0 {

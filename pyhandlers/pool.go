@@ -443,8 +443,9 @@ func (w *worker) call(ctx context.Context, m message, status executor.TaskStatus
 		}
 		return encodeFrame(kindReplyOK)
 	case "nullWrite":
-		// The refusal of a write of None (refuseNull): args are the
-		// method and, for storeResponse, the response.
+		// The write of None (writeNone): args are the method and, for
+		// storeResponse, the response; the reply is the refusal, "" when
+		// the write was made.
 		if err := want(2); err != nil {
 			return fail(err)
 		}
@@ -456,7 +457,7 @@ func (w *worker) call(ctx context.Context, m message, status executor.TaskStatus
 		} else {
 			return fail(fmt.Errorf("pyhandlers: TaskStatus.nullWrite: unknown method %q", args[0]))
 		}
-		refusal, err := refuseNull(ctx, status, w.pool.cfg.Database, null)
+		refusal, err := writeNone(ctx, status, w.pool.cfg.Database, null)
 		if err != nil {
 			return fail(err)
 		}

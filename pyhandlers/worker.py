@@ -20,8 +20,9 @@
 #   r field...   call succeeded        D out_ok err_ok      handler returned
 #   e message    call failed           X message class traceback out_ok err_ok
 #
-# The call "nullWrite method [data]" asks atpd for the refusal of the write
-# the reference made with a None (see null_write); it answers r message.
+# The call "nullWrite method data" makes the write the reference made with
+# a None (see write_none); atpd answers r with the database's refusal, or
+# r with "" when it took the write.
 #
 # After each task the worker writes a line "atpd-sync <nonce> <seq>" on
 # stdout and on stderr so that atpd knows every line before it belongs to
@@ -72,14 +73,18 @@ class IntegrityError(Exception):
     """A TaskStatus write the database refuses, as Django raised it."""
 
 
-def null_write(method, data=b""):
-    """The IntegrityError the reference's write of None raised: Django
-    passed None on to the NOT NULL column (a setter's log message, the MIME
-    type of a new response), and the database refused it. atpd makes that
-    write, with the status of method or the response data, in a transaction
-    it rolls back, so that the database words the refusal (PostgreSQL's
-    DETAIL line names the refused row)."""
-    return IntegrityError(decode(call(b"nullWrite", method, data)[0]))
+def write_none(method, data=b""):
+    """The reference's write of None: Django passed None on to the NOT NULL
+    column (a setter's log message, the MIME type of a new response), and
+    the database refused it with the IntegrityError raised here. atpd makes
+    that write, with the status of method or the response data, in a
+    transaction it rolls back, so that the database words the refusal
+    (PostgreSQL's DETAIL line names the refused row). A response row the
+    instance has already is updated instead, its MIME type kept, as
+    setTaskResponse did: then atpd makes the write and nothing is raised."""
+    refusal = decode(call(b"nullWrite", method, data)[0])
+    if refusal:
+        raise IntegrityError(refusal)
 
 
 class DummyLock(object):
@@ -144,7 +149,7 @@ def text(value):
 
 def field_text(value):
     """What Django stores in a TextField for value (not None, which the
-    NOT NULL column refuses: see null_write): on Python 3 anything but str
+    NOT NULL column refuses: see write_none): on Python 3 anything but str
     is stored as str(value) (TextField.to_python), so b"x" is stored as
     "b'x'"."""
     if PY3 and not isinstance(value, str):
@@ -267,7 +272,8 @@ class TaskStatus(object):
             data = memoryview(response).tobytes()
         if self._mime_type is None:
             if mimeType is None:
-                raise null_write(b"storeResponse", data)
+                write_none(b"storeResponse", data)
+                return
             mime = field_text(mimeType)
         else:
             mime = self._mime_type
@@ -278,7 +284,8 @@ class TaskStatus(object):
 
 def _set_status(method, message):
     if message is None:
-        raise null_write(method)
+        write_none(method)
+        return
     call(method, field_text(message))
 
 
