@@ -51,7 +51,10 @@ type taskStatus struct {
 	refused error
 }
 
-var _ executor.TaskStatus = (*taskStatus)(nil)
+var (
+	_ executor.TaskStatus = (*taskStatus)(nil)
+	_ executor.NullWriter = (*taskStatus)(nil)
+)
 
 // leftover is what the handler left when the daemon took the task back.
 type leftover struct {
@@ -176,6 +179,39 @@ func (s *taskStatus) setStatus(ctx context.Context, status djangodb.Status, mess
 // the instance, so timeUpdate stays as it was.
 func (s *taskStatus) StoreResponse(ctx context.Context, data []byte, mimeType string) error {
 	return s.add(ctx, "store response", djangodb.ResponseWrite(data, djangodb.StorableText(mimeType)))
+}
+
+// NullWrite makes the write the original made with a handler's None
+// (djangodb.WriteNull): the database refuses it, or takes it ("": the
+// executor makes it as an ordinary write), and nothing is written.
+// The handler's earlier writes are committed first, as the original's
+// were, so that the refused row's id follows theirs. The original saved
+// the instance (status, timeUpdate) before the refused insert; that save
+// is not made (see djangodb.WriteNull): the refusal fails the task at
+// once, which saves the instance again.
+func (s *taskStatus) NullWrite(ctx context.Context, w djangodb.Write) (string, error) {
+	what := "write NULL for " + w.String()
+	s.mu.Lock()
+	if s.fenced {
+		s.mu.Unlock()
+		return "", s.wrap(what, ErrTaskReleased)
+	}
+	if err := s.refusedErr(); err != nil {
+		s.mu.Unlock()
+		return "", s.wrap(what, err)
+	}
+	req := s.submitLocked()
+	s.mu.Unlock()
+	if err := s.await(ctx, req, what); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.d.cfg.StoreTimeout)
+	defer cancel()
+	refusal, err := djangodb.WriteNull(ctx, s.d.store, s.st.InstanceID, w)
+	if err != nil {
+		return "", s.wrap(what, err)
+	}
+	return refusal, nil
 }
 
 // add holds back one write, or commits it at once when s.sync.

@@ -70,6 +70,24 @@ type TaskStatus interface {
 	StoreResponse(ctx context.Context, data []byte, mimeType string) error
 }
 
+// NullWriter is implemented by a TaskStatus that can make, for a Python
+// handler that passed None to a setter (setSuccess(None): a log record
+// with a NULL message) or as storeResponse's MIME type (a response row
+// with a NULL mimeType), the write the original tracker made with it, which
+// the NOT NULL column refused. The status of w (a djangodb.StatusWrite) or
+// its data (a djangodb.ResponseWrite) is what the original wrote beside the
+// NULL; its text is not used. NullWrite writes nothing and returns the
+// database's refusal as the original's handler saw the IntegrityError
+// (djangodb.WriteNull), or "" when the database takes the write (a
+// response row the instance has already, which the original updated
+// keeping its MIME type): the executor then makes it as an ordinary
+// write. An error: the write could not be made. Executors raise the
+// refusal in the handler; with a TaskStatus that is not a NullWriter, they
+// raise the words they know.
+type NullWriter interface {
+	NullWrite(ctx context.Context, w djangodb.Write) (refusal string, err error)
+}
+
 // Executor runs one task's handler to completion. A nil error means the
 // handler returned normally; the daemon then writes FINISHED unless the
 // handler set FINISHED or FAILED itself. Any other error ends the task FAILED

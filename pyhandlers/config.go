@@ -45,7 +45,10 @@ type Config struct {
 	MaxOutputLines int
 	// Database is the database atpd writes to, "postgresql" or "sqlite":
 	// a TaskStatus write the database would refuse (a None message) raises
-	// in the handler the error that database gives (default: SQLite's).
+	// in the handler the error that database gives. The daemon's
+	// TaskStatus has the database word it (executor.NullWriter); with any
+	// other, the error is written from what Database names (default:
+	// SQLite's), without PostgreSQL's DETAIL line.
 	Database string
 	// Env is added to the workers' environment (KEY=value), after the
 	// daemon's own.

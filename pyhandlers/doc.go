@@ -36,8 +36,9 @@
 // An exception fails the task with str(exception), whole, as the reference
 // daemon did (HandlerError); the traceback goes to the log. taskStatus
 // stores what Django would: str(message) for a message that is not text
-// (b"x" is stored as "b'x'"), and a None message or MIME type raises the
-// NOT NULL violation of Config.Database in the handler. A worker that dies
+// (b"x" is stored as "b'x'"), and a None message or MIME type raises in
+// the handler the NOT NULL violation the database gives for the write the
+// reference made with it (executor.NullWriter; it is rolled back). A worker that dies
 // (os._exit, a signal, the OOM killer, SystemExit) fails its task with its
 // exit status (ExitError) and is replaced. When the task's context ends the
 // worker's process group gets SIGTERM, then SIGKILL after KillGrace, and

@@ -42,25 +42,23 @@ func init() {
 	dummyLockType.Dict["release"] = py.MustNewMethod("release", noop, 0, "Does nothing.")
 }
 
-// notNull is the error the database gives, through Django, for a None
-// written to a NOT NULL column: what the reference daemon's write of
-// setSuccess(None) raised in the handler. PostgreSQL's (psycopg2) adds a
-// DETAIL line with the refused row, whose id and time are the database's;
-// atpd writes no such row and gives the first line.
-func notNull(database, table, column string) string {
-	if database == "postgresql" {
-		return fmt.Sprintf("null value in column %q of relation %q violates not-null constraint", column, table)
-	}
-	return fmt.Sprintf("NOT NULL constraint failed: %s.%s", table, column)
+// fieldText is what Django stores in a TextField for v, not None (see
+// writeNone): str(v).
+func fieldText(v py.Object) (string, error) {
+	return py.StrAsString(v)
 }
 
-// fieldText is what Django stores in a TextField for v: str(v), and None
-// refused by the NOT NULL column.
-func (s *pyTaskStatus) fieldText(v py.Object, table, column string) (string, error) {
-	if v == py.None {
-		return "", py.ExceptionNewf(integrityError, "%s", notNull(s.database, table, column))
+// writeNone makes the original's write of w with a None (writeNone) and
+// raises the IntegrityError it raised, if any.
+func (s *pyTaskStatus) writeNone(w djangodb.Write) error {
+	refusal, err := writeNone(s.ctx, s.status, s.database, w)
+	if err != nil {
+		return raiseStatusError(err)
 	}
-	return py.StrAsString(v)
+	if refusal == "" {
+		return nil
+	}
+	return py.ExceptionNewf(integrityError, "%s", refusal)
 }
 
 func init() {
@@ -68,10 +66,10 @@ func init() {
 	d["getInfo"] = py.MustNewMethod("getInfo", tsGetInfo, 0, "Returns (type identifier, instance identifier, status, status text).")
 	d["getIdentifier"] = py.MustNewMethod("getIdentifier", tsGetIdentifier, 0, "Returns (type identifier, instance identifier).")
 	d["getStatus"] = py.MustNewMethod("getStatus", tsGetStatus, 0, "Returns (status code, status text).")
-	d["setSuccess"] = py.MustNewMethod("setSuccess", tsSetter("setSuccess", executor.TaskStatus.SetSuccess), 0, "Sets FINISHED.")
-	d["setFailure"] = py.MustNewMethod("setFailure", tsSetter("setFailure", executor.TaskStatus.SetFailure), 0, "Sets FAILED.")
-	d["setPaused"] = py.MustNewMethod("setPaused", tsSetter("setPaused", executor.TaskStatus.SetPaused), 0, "Sets PAUSED.")
-	d["setRunning"] = py.MustNewMethod("setRunning", tsSetter("setRunning", executor.TaskStatus.SetRunning), 0, "Sets RUNNING.")
+	d["setSuccess"] = py.MustNewMethod("setSuccess", tsSetter("setSuccess", djangodb.Finished, executor.TaskStatus.SetSuccess), 0, "Sets FINISHED.")
+	d["setFailure"] = py.MustNewMethod("setFailure", tsSetter("setFailure", djangodb.Failed, executor.TaskStatus.SetFailure), 0, "Sets FAILED.")
+	d["setPaused"] = py.MustNewMethod("setPaused", tsSetter("setPaused", djangodb.Paused, executor.TaskStatus.SetPaused), 0, "Sets PAUSED.")
+	d["setRunning"] = py.MustNewMethod("setRunning", tsSetter("setRunning", djangodb.Running, executor.TaskStatus.SetRunning), 0, "Sets RUNNING.")
 	d["storeResponse"] = py.MustNewMethod("storeResponse", tsStoreResponse, 0, "Stores the response: text UTF-8 encoded, bytes as they are.")
 	for s := djangodb.Undefined; s <= djangodb.Failed; s++ {
 		d[s.String()] = py.Int(s)
@@ -99,7 +97,7 @@ type pyTaskStatus struct {
 	status executor.TaskStatus
 	task   *executor.Task
 	dict   py.StringDict // instance attributes: task_id, dbLock
-	// database words a refused write (see notNull).
+	// database words a refused write when status cannot (see writeNone).
 	database string
 	// mimeType is the first MIME type this run stored: setTaskResponse
 	// keeps a stored response's first one (it assigns resp.mineType).
@@ -152,14 +150,20 @@ func tsGetStatus(self py.Object, args py.Tuple) (py.Object, error) {
 	return statusTuple(st), nil
 }
 
-func tsSetter(name string, set func(executor.TaskStatus, context.Context, string) error) func(py.Object, py.Tuple, py.StringDict) (py.Object, error) {
+func tsSetter(name string, status djangodb.Status, set func(executor.TaskStatus, context.Context, string) error) func(py.Object, py.Tuple, py.StringDict) (py.Object, error) {
 	return func(self py.Object, args py.Tuple, kwargs py.StringDict) (py.Object, error) {
 		s := self.(*pyTaskStatus)
 		var msg py.Object = py.String("")
 		if err := py.ParseTupleAndKeywords(args, kwargs, "|O:"+name, []string{"message"}, &msg); err != nil {
 			return nil, err
 		}
-		text, err := s.fieldText(msg, "processes_logrecord", "message")
+		if msg == py.None {
+			if err := s.writeNone(djangodb.StatusWrite(status, "")); err != nil {
+				return nil, err
+			}
+			return py.None, nil
+		}
+		text, err := fieldText(msg)
 		if err != nil {
 			return nil, err
 		}
@@ -192,7 +196,13 @@ func tsStoreResponse(self py.Object, args py.Tuple, kwargs py.StringDict) (py.Ob
 		mimeText = *s.mimeType
 	} else {
 		var err error
-		if mimeText, err = s.fieldText(mime, "processes_response", "mimeType"); err != nil {
+		if mime == py.None {
+			if err := s.writeNone(djangodb.ResponseWrite(data, "")); err != nil {
+				return nil, err
+			}
+			return py.None, nil
+		}
+		if mimeText, err = fieldText(mime); err != nil {
 			return nil, err
 		}
 	}

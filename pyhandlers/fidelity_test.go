@@ -12,6 +12,7 @@ import (
 	"github.com/eoxserver/atpd/compat/pickle"
 	"github.com/eoxserver/atpd/compat/zlibpy"
 	"github.com/eoxserver/atpd/executor"
+	"github.com/eoxserver/atpd/internal/testdb"
 )
 
 // The FAILED messages the reference daemon (EOxServer's worker over the
@@ -26,10 +27,14 @@ const (
 	msgNotCallable      = "'module' object is not callable"
 	msgNotBytes         = "a bytes-like object is required, not 'int'"
 	// setSuccess(None): the database's NOT NULL violation, as sqlite3 and
-	// psycopg2 word it (psycopg2 adds a DETAIL line naming the refused row,
-	// which atpd does not write).
+	// psycopg2 word it (psycopg2 adds a DETAIL line naming the refused row:
+	// see fidelityCase.nullRow).
 	msgNullSQLite   = "NOT NULL constraint failed: processes_logrecord.message"
 	msgNullPostgres = `null value in column "message" of relation "processes_logrecord" violates not-null constraint`
+	// storeResponse(r, None): the same for the response row (not measured:
+	// what the original's setTaskResponse gives by the same path).
+	msgNullMimeSQLite   = "NOT NULL constraint failed: processes_response.mimeType"
+	msgNullMimePostgres = `null value in column "mimeType" of relation "processes_response" violates not-null constraint`
 )
 
 // fidelityCase is one task and the rows the reference daemon leaves.
@@ -40,6 +45,14 @@ type fidelityCase struct {
 	last          []logEntry
 	response      string // "" when the task stores none
 	mime          string
+	// nullRow: the last message is a NOT NULL violation, which on
+	// PostgreSQL goes on "\nDETAIL:  Failing row contains (ID, " nullRow
+	// ", INSTANCE).\n" (see testdb.MaskFailingRow); nullSeq: ID is the
+	// log record id the sequence handed out just before the last record's.
+	nullRow string
+	nullSeq bool
+	// priorMime: an earlier run stored a response with this MIME type.
+	priorMime string
 }
 
 // The pickle of (1, 2, 3, 4, 5) (protocol 2) and its stored form as
@@ -50,9 +63,9 @@ func fidelityCases(t *testing.T, database string) []fidelityCase {
 	t.Helper()
 	good := pickle.EncodeRaw([]byte(sum15))
 	z := zlibpy.Compress([]byte(sum15))
-	null := msgNullSQLite
+	null, nullMime := msgNullSQLite, msgNullMimeSQLite
 	if database == "postgresql" {
-		null = msgNullPostgres
+		null, nullMime = msgNullPostgres, msgNullMimePostgres
 	}
 	failed := func(msg string) []logEntry { return []logEntry{{djangodb.Failed, msg}} }
 	finished := []logEntry{{djangodb.Finished, ""}}
@@ -74,7 +87,11 @@ func fidelityCases(t *testing.T, database string) []fidelityCase {
 		// 5: TaskStatus.
 		{name: "storeResponse(42)", handler: "fidelity_fixtures.store_int", input: good, last: failed(msgNotBytes)},
 		{name: "setRunning(bytes)", handler: "fidelity_fixtures.bytes_running", input: good, last: []logEntry{{djangodb.Running, "b'bytes msg'"}, {djangodb.Finished, ""}}},
-		{name: "setSuccess(None)", handler: "fidelity_fixtures.none_success", input: good, last: failed(null)},
+		{name: "setSuccess(None)", handler: "fidelity_fixtures.none_success", input: good, last: failed(null), nullRow: "TIME+00, 5, null", nullSeq: true},
+		{name: "storeResponse(r, None)", handler: "fidelity_fixtures.none_mime", input: good, last: failed(nullMime), nullRow: "eJwzNNUzAAAB8wDF, null"},
+		// setTaskResponse updates a stored response, keeping its MIME
+		// type: the None is never written.
+		{name: "storeResponse(r, None) over a response", handler: "fidelity_fixtures.none_mime", input: good, priorMime: "text/plain", last: finished, response: "15.0", mime: "text/plain"},
 		{name: "dbLock", handler: "fidelity_fixtures.has_db_lock", input: good, last: finished, response: "task_id ", mime: "text/plain"},
 		// A replaced response keeps its first MIME type (ATP-SPEC section 4).
 		{name: "response stored twice", handler: "fidelity_fixtures.store_twice", input: good, last: finished, response: "second", mime: "text/plain"},
@@ -118,9 +135,20 @@ func TestFidelityRows(t *testing.T) {
 						if c.noInput {
 							ex = &noInput{ex}
 						}
-						o := e.runNext(t, ex, context.Background())
+						o := e.runNextWith(t, ex, context.Background(), func(s executor.TaskStatus) executor.TaskStatus {
+							if c.priorMime != "" {
+								if err := s.StoreResponse(context.Background(), []byte("earlier"), c.priorMime); err != nil {
+									t.Fatal(err)
+								}
+							}
+							return s
+						})
 						want := append([]logEntry{{djangodb.Accepted, ""}, {djangodb.Scheduled, ""}, {djangodb.Running, ""}}, c.last...)
-						if got := e.log(t, o.id); !sameLog(got, want) {
+						got := e.log(t, o.id)
+						if c.nullRow != "" && database == "postgresql" && len(got) > 0 {
+							got[len(got)-1].Message = nullRefusal(t, e, o.id, got[len(got)-1].Message, c)
+						}
+						if !sameLog(got, want) {
 							t.Errorf("log %s\nwant %s\n(error %v)", short(got), short(want), o.err)
 						}
 						if c.response == "" {
@@ -139,6 +167,29 @@ func TestFidelityRows(t *testing.T) {
 			}
 		})
 	}
+}
+
+// nullRefusal checks psycopg2's DETAIL line on the NOT NULL violation msg
+// of instance id (its form c.nullRow) and returns msg without it.
+func nullRefusal(t *testing.T, e *env, id int64, msg string, c fidelityCase) string {
+	t.Helper()
+	head, _, _ := strings.Cut(msg, "\n")
+	want := head + "\nDETAIL:  Failing row contains (ID, " + c.nullRow + ", INSTANCE).\n"
+	masked, rowID, ok := testdb.MaskFailingRow(msg, id)
+	if !ok || masked != want {
+		t.Errorf("last message %q, want the form %q (instance %d)", msg, want, id)
+		return msg
+	}
+	if c.nullSeq {
+		recs, err := e.store.Log(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := recs[len(recs)-1].ID; last != rowID+1 {
+			t.Errorf("failing row's id %d, then the FAILED record got %d: want the one the sequence handed out before", rowID, last)
+		}
+	}
+	return head
 }
 
 // short shortens long messages for failure output.

@@ -76,6 +76,14 @@ func (s *storeStatus) StoreResponse(ctx context.Context, data []byte, mime strin
 	return djangodb.MustTrackerOf(s.store).SetResponse(ctx, s.task.InstanceID, data, mime)
 }
 
+// NullWrite is the daemon's: the database's refusal of the write of None
+// (executor.NullWriter).
+func (s *storeStatus) NullWrite(ctx context.Context, w djangodb.Write) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	return djangodb.WriteNull(ctx, s.store, s.task.InstanceID, w)
+}
+
 // env is one test's database with its store.
 type env struct {
 	dsn   string

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eoxserver/atpd/compat/djangodb"
 	"github.com/eoxserver/atpd/executor"
 )
 
@@ -71,9 +72,6 @@ func (c Config) environ() []string {
 		env = append(env, "PYTHONIOENCODING=utf-8")
 	}
 	env = append(env, "ATPD_MAX_FRAME="+strconv.Itoa(c.MaxMessageSize+frameSlack))
-	if c.Database != "" {
-		env = append(env, "ATPD_DB_VENDOR="+c.Database)
-	}
 	return append(env, c.Env...)
 }
 
@@ -399,6 +397,14 @@ func (w *worker) died(log *slog.Logger) error {
 	return err
 }
 
+// setterStatus is the status each TaskStatus setter writes.
+var setterStatus = map[string]djangodb.Status{
+	"setSuccess": djangodb.Finished,
+	"setFailure": djangodb.Failed,
+	"setPaused":  djangodb.Paused,
+	"setRunning": djangodb.Running,
+}
+
 // call carries out one TaskStatus call and returns the reply frame.
 func (w *worker) call(ctx context.Context, m message, status executor.TaskStatus) []byte {
 	method, args := string(m.fields[0]), m.fields[1:]
@@ -436,6 +442,26 @@ func (w *worker) call(ctx context.Context, m message, status executor.TaskStatus
 			return fail(err)
 		}
 		return encodeFrame(kindReplyOK)
+	case "nullWrite":
+		// The write of None (writeNone): args are the method and, for
+		// storeResponse, the response; the reply is the refusal, "" when
+		// the write was made.
+		if err := want(2); err != nil {
+			return fail(err)
+		}
+		var null djangodb.Write
+		if string(args[0]) == "storeResponse" {
+			null = djangodb.ResponseWrite(args[1], "")
+		} else if st, ok := setterStatus[string(args[0])]; ok {
+			null = djangodb.StatusWrite(st, "")
+		} else {
+			return fail(fmt.Errorf("pyhandlers: TaskStatus.nullWrite: unknown method %q", args[0]))
+		}
+		refusal, err := writeNone(ctx, status, w.pool.cfg.Database, null)
+		if err != nil {
+			return fail(err)
+		}
+		return encodeFrame(kindReplyOK, []byte(refusal))
 	case "setSuccess":
 		set = status.SetSuccess
 	case "setFailure":

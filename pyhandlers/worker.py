@@ -20,6 +20,10 @@
 #   r field...   call succeeded        D out_ok err_ok      handler returned
 #   e message    call failed           X message class traceback out_ok err_ok
 #
+# The call "nullWrite method data" makes the write the reference made with
+# a None (see write_none); atpd answers r with the database's refusal, or
+# r with "" when it took the write.
+#
 # After each task the worker writes a line "atpd-sync <nonce> <seq>" on
 # stdout and on stderr so that atpd knows every line before it belongs to
 # that task.
@@ -52,9 +56,6 @@ REQ_FD = 3
 RESP_FD = 4
 MAX_FRAME = int(os.environ.get("ATPD_MAX_FRAME", str(256 << 20)))
 HEADER = struct.Struct(">I")
-# The database atpd writes to ("postgresql" or "sqlite"), so that a write
-# the database would refuse raises its words.
-DB_VENDOR = os.environ.get("ATPD_DB_VENDOR", "")
 
 # EOxServer's models.STATUS2TEXT.
 STATUS_TEXT = ("UNDEFINED", "ACCEPTED", "SCHEDULED", "RUNNING", "PAUSED", "FINISHED", "FAILED")
@@ -72,14 +73,18 @@ class IntegrityError(Exception):
     """A TaskStatus write the database refuses, as Django raised it."""
 
 
-def not_null(table, column):
-    """The IntegrityError the reference's write of None raised: Django
-    passes None on to the NOT NULL column, and the database refuses it."""
-    if DB_VENDOR == "postgresql":
-        # psycopg2 adds a DETAIL line with the refused row (its id and time
-        # are the database's); atpd writes no such row.
-        return IntegrityError('null value in column "%s" of relation "%s" violates not-null constraint' % (column, table))
-    return IntegrityError("NOT NULL constraint failed: %s.%s" % (table, column))
+def write_none(method, data=b""):
+    """The reference's write of None: Django passed None on to the NOT NULL
+    column (a setter's log message, the MIME type of a new response), and
+    the database refused it with the IntegrityError raised here. atpd makes
+    that write, with the status of method or the response data, in a
+    transaction it rolls back, so that the database words the refusal
+    (PostgreSQL's DETAIL line names the refused row). A response row the
+    instance has already is updated instead, its MIME type kept, as
+    setTaskResponse did: then atpd makes the write and nothing is raised."""
+    refusal = decode(call(b"nullWrite", method, data)[0])
+    if refusal:
+        raise IntegrityError(refusal)
 
 
 class DummyLock(object):
@@ -142,12 +147,11 @@ def text(value):
         return text_type(repr(value))
 
 
-def field_text(value, table, column):
-    """What Django stores in a TextField for value: None is refused by the
-    NOT NULL column; on Python 3 anything but str is stored as str(value)
-    (TextField.to_python), so b"x" is stored as "b'x'"."""
-    if value is None:
-        raise not_null(table, column)
+def field_text(value):
+    """What Django stores in a TextField for value (not None, which the
+    NOT NULL column refuses: see write_none): on Python 3 anything but str
+    is stored as str(value) (TextField.to_python), so b"x" is stored as
+    "b'x'"."""
     if PY3 and not isinstance(value, str):
         return str(value)
     return text(value)
@@ -244,16 +248,16 @@ class TaskStatus(object):
         return (code, status_text(code))
 
     def setSuccess(self, message=""):
-        call(b"setSuccess", field_text(message, "processes_logrecord", "message"))
+        _set_status(b"setSuccess", message)
 
     def setFailure(self, message=""):
-        call(b"setFailure", field_text(message, "processes_logrecord", "message"))
+        _set_status(b"setFailure", message)
 
     def setPaused(self, message=""):
-        call(b"setPaused", field_text(message, "processes_logrecord", "message"))
+        _set_status(b"setPaused", message)
 
     def setRunning(self, message=""):
-        call(b"setRunning", field_text(message, "processes_logrecord", "message"))
+        _set_status(b"setRunning", message)
 
     def storeResponse(self, response, mimeType="text/xml"):
         """Stores the response: text is stored UTF-8 encoded, bytes-like
@@ -267,12 +271,22 @@ class TaskStatus(object):
             zlib.compress(response)  # raises the reference's TypeError
             data = memoryview(response).tobytes()
         if self._mime_type is None:
-            mime = field_text(mimeType, "processes_response", "mimeType")
+            if mimeType is None:
+                write_none(b"storeResponse", data)
+                return
+            mime = field_text(mimeType)
         else:
             mime = self._mime_type
         call(b"storeResponse", data, mime)
         if self._mime_type is None:
             self._mime_type = mime
+
+
+def _set_status(method, message):
+    if message is None:
+        write_none(method)
+        return
+    call(method, field_text(message))
 
 
 def status_text(code):

@@ -93,6 +93,12 @@ type statements struct {
 	purge          stmt // rows(instance): deletes it with every row referencing it
 	schema         stmt // -> table, column of every processes_* table
 	history        stmt // $1, $2 the sweep's and a shutdown's message -> historyColumns, every log record
+	// nullWrite is the insert the tracker made with a handler's None, which
+	// the NOT NULL column refuses: $1 instance, $2 the column left NULL
+	// ("message": a log record of status $4 at $3; "mimeType": the
+	// response row of text $5, unless the instance has one: the tracker
+	// updated that one instead).
+	nullWrite stmt
 }
 
 // Portable SQL, written once: both databases accept it as it is ($N

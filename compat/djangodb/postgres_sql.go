@@ -117,4 +117,11 @@ var pgSQL = statements{
 			DELETE FROM processes_response WHERE instance_id = ANY($1)
 		)
 		DELETE FROM processes_instance WHERE id = ANY($1)`},
+	nullWrite: stmt{`WITH l AS (
+			INSERT INTO processes_logrecord (instance_id, "time", status, message)
+			SELECT $1::integer, $3::timestamptz, $4::integer, NULL WHERE $2::text = 'message'
+		)
+		INSERT INTO processes_response (instance_id, response, "mimeType")
+		SELECT $1::integer, $5::text, NULL WHERE $2::text = 'mimeType'
+			AND NOT EXISTS (SELECT 1 FROM processes_response WHERE instance_id = $1::integer)`},
 }

@@ -59,6 +59,11 @@ var sqliteSQL = statements{
 		`DELETE FROM processes_response WHERE instance_id = $1`,
 		`DELETE FROM processes_instance WHERE id = $1`,
 	},
+	nullWrite: stmt{
+		`INSERT INTO processes_logrecord (instance_id, "time", status, message) SELECT $1, $3, $4, NULL WHERE $2 = 'message'`,
+		`INSERT INTO processes_response (instance_id, response, "mimeType") SELECT $1, $5, NULL WHERE $2 = 'mimeType'
+			AND NOT EXISTS (SELECT 1 FROM processes_response WHERE instance_id = $1)`,
+	},
 }
 
 // sqliteNew is the instance insertInstance has just inserted.

@@ -301,3 +301,27 @@ func TestOptions(t *testing.T) {
 		t.Errorf("Options(USE_TZ) = %+v, want UTC", o)
 	}
 }
+
+func TestMaskFailingRow(t *testing.T) {
+	const head = `null value in column "message" of relation "processes_logrecord" violates not-null constraint`
+	tests := []struct {
+		msg      string
+		instance int64
+		masked   string
+		id       int64
+	}{
+		{head + "\nDETAIL:  Failing row contains (41, 2026-12-05 06:09:03.123456+00, 5, null, 7).\n", 7,
+			head + "\nDETAIL:  Failing row contains (ID, TIME+00, 5, null, INSTANCE).\n", 41},
+		{head + "\nDETAIL:  Failing row contains (3, 2026-07-01 08:00:00+02, 5, null, 12).\n", 12,
+			head + "\nDETAIL:  Failing row contains (ID, TIME+02, 5, null, INSTANCE).\n", 3},
+		{"x\nDETAIL:  Failing row contains (9, eJwzNNUzAAAB8wDF, null, 5).\n", 5, "x\nDETAIL:  Failing row contains (ID, eJwzNNUzAAAB8wDF, null, INSTANCE).\n", 9},
+		{head + "\nDETAIL:  Failing row contains (41, 2026-12-05 06:09:03+00, 5, null, 7).\n", 8, "", 0},
+		{head, 7, "", 0},
+	}
+	for _, tc := range tests {
+		masked, id, ok := MaskFailingRow(tc.msg, tc.instance)
+		if masked != tc.masked || id != tc.id || ok != (tc.masked != "") {
+			t.Errorf("MaskFailingRow(%q, %d) = %q, %d, %t; want %q, %d", tc.msg, tc.instance, masked, id, ok, tc.masked, tc.id)
+		}
+	}
+}

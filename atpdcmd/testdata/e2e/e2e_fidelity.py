@@ -12,6 +12,10 @@ def none_success(taskStatus, input):
     taskStatus.setSuccess(None)
 
 
+def none_mime(taskStatus, input):
+    taskStatus.storeResponse("15.0", None)
+
+
 def long_message(taskStatus, input):
     raise ValueError("x" * 70000)
 

@@ -121,6 +121,7 @@ var cases = []testCase{
 	{"InjectedClock", testInjectedClock},
 	{"History", testHistory},
 	{"Migrations", testMigrations},
+	{"WriteNull", testWriteNull},
 }
 
 // Run runs the whole suite against h under every config in Configs.

@@ -18,6 +18,10 @@ def none_success(taskStatus, input):
     taskStatus.setSuccess(None)
 
 
+def none_mime(taskStatus, input):
+    taskStatus.storeResponse("15.0", None)
+
+
 def bytes_running(taskStatus, input):
     taskStatus.setRunning(b"bytes msg")
 
