@@ -14,4 +14,11 @@
 // database's dialect supplies (PostgreSQL through lib/pq, SQLite through
 // modernc.org/sqlite; their SQL is in postgres_sql.go and sqlite_sql.go).
 // The storetest package holds the conformance suite both must pass.
+//
+// A claim decodes each task's input as startTask did before it saved
+// RUNNING (base64, then zlib; the pickle is the executor's): one that does
+// not open ends FAILED right after SCHEDULED, with Python's words. On
+// SQLite, write transactions that wait for the one write connection share
+// a commit (groupcommit.go). History reads for `atpd check` stream the log
+// (EachLogRecord); what they mean is package history's to say.
 package djangodb
