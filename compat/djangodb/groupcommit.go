@@ -38,11 +38,21 @@ type grouper struct {
 	pending []*txJob
 	leading bool
 	arrived chan struct{} // signalled when a job joins the queue
-	groups  atomic.Int64  // transactions run, for tests
+	// busySince is when the current run of back-to-back groups began.
+	busySince time.Time
+	groups    atomic.Int64 // transactions run, for tests
 }
 
 // groupWait is how long a lone transaction waits for company.
 const groupWait = time.Millisecond
+
+// After groupBusy of back-to-back transactions the group pauses
+// groupYield: SQLite has no queue for its lock, and a process whose busy
+// handler polls it would otherwise wait out its busy timeout.
+const (
+	groupBusy  = 100 * time.Millisecond
+	groupYield = 25 * time.Millisecond
+)
 
 // maxGroup bounds the jobs in one transaction.
 const maxGroup = 64
@@ -102,20 +112,36 @@ func (s *store) runGroup() {
 	g.pending = g.pending[n:]
 	g.mu.Unlock()
 
+	start := time.Now()
 	res := s.groupTx(jobs)
 	g.groups.Add(1)
 
-	g.mu.Lock()
-	if len(g.pending) > 0 {
-		// The next leader is answered last, after this group's results.
-		g.pending[0].done <- txResult{lead: true}
-	} else {
-		g.leading = false
-	}
-	g.mu.Unlock()
 	for i, j := range jobs {
 		j.done <- res[i]
 	}
+	g.mu.Lock()
+	if len(g.pending) == 0 {
+		g.leading, g.busySince = false, time.Time{}
+		g.mu.Unlock()
+		return
+	}
+	if g.busySince.IsZero() {
+		g.busySince = start
+	}
+	yield := time.Since(g.busySince) > groupBusy
+	if yield {
+		g.busySince = time.Time{}
+	}
+	next := g.pending[0]
+	g.mu.Unlock()
+	if yield {
+		// Back-to-back transactions for a while: leave the file's write
+		// lock free for a moment, so that other processes (Django
+		// producers, atpd's command line), whose busy handler polls it,
+		// get their turn.
+		time.Sleep(groupYield)
+	}
+	next.done <- txResult{lead: true}
 }
 
 // groupTx runs jobs in one transaction and commits it. When one of them
