@@ -38,17 +38,24 @@ type grouper struct {
 	pending []*txJob
 	leading bool
 	arrived chan struct{} // signalled when a job joins the queue
-	// busySince is when the current run of back-to-back groups began.
-	busySince time.Time
-	groups    atomic.Int64 // transactions run, for tests
+	// busySince is when the file's write lock was last taken after being
+	// free for groupYield or more; lastEnd is when the last group ended.
+	// Only the leader reads or writes them.
+	busySince, lastEnd time.Time
+	groups             atomic.Int64 // transactions run, for tests
 }
 
 // groupWait is how long a lone transaction waits for company.
 const groupWait = time.Millisecond
 
-// After groupBusy of back-to-back transactions the group pauses
-// groupYield: SQLite has no queue for its lock, and a process whose busy
-// handler polls it would otherwise wait out its busy timeout.
+// Once the write lock has been held for groupBusy with no gap of
+// groupYield, the next group waits until it has been free for groupYield.
+// SQLite has no queue for its lock: another process (a Django producer,
+// atpd's command line) polls it from its busy handler, at 100 ms intervals
+// after the first second, and would otherwise see it free only in the
+// moments between two of the daemon's transactions and wait out its busy
+// timeout. The jobs that arrive during the pause join the next group, so
+// it costs latency more than throughput.
 const (
 	groupBusy  = 100 * time.Millisecond
 	groupYield = 25 * time.Millisecond
@@ -89,8 +96,9 @@ func (s *store) tryGrouped(ctx context.Context, fn func(ctx context.Context, tx 
 // answers them; then it hands the lead on, or gives it up.
 func (s *store) runGroup() {
 	g := &s.group
+	paused := g.pauseForOthers()
 	g.mu.Lock()
-	if len(g.pending) == 1 {
+	if len(g.pending) == 1 && !paused {
 		// Alone: wait a moment for a companion (the daemon's claim and
 		// its completer's outcomes come together), which then shares
 		// this commit instead of waiting for the next one.
@@ -112,8 +120,8 @@ func (s *store) runGroup() {
 	g.pending = g.pending[n:]
 	g.mu.Unlock()
 
-	start := time.Now()
 	res := s.groupTx(jobs)
+	g.lastEnd = time.Now()
 	g.groups.Add(1)
 
 	for i, j := range jobs {
@@ -121,27 +129,31 @@ func (s *store) runGroup() {
 	}
 	g.mu.Lock()
 	if len(g.pending) == 0 {
-		g.leading, g.busySince = false, time.Time{}
+		g.leading = false
 		g.mu.Unlock()
 		return
 	}
-	if g.busySince.IsZero() {
-		g.busySince = start
-	}
-	yield := time.Since(g.busySince) > groupBusy
-	if yield {
-		g.busySince = time.Time{}
-	}
 	next := g.pending[0]
 	g.mu.Unlock()
-	if yield {
-		// Back-to-back transactions for a while: leave the file's write
-		// lock free for a moment, so that other processes (Django
-		// producers, atpd's command line), whose busy handler polls it,
-		// get their turn.
-		time.Sleep(groupYield)
-	}
 	next.done <- txResult{lead: true}
+}
+
+// pauseForOthers waits, before a group, until the write lock has been
+// free for groupYield when it has been held for groupBusy without such a
+// gap (see groupBusy); it reports whether it waited.
+func (g *grouper) pauseForOthers() bool {
+	now := time.Now()
+	free := now.Sub(g.lastEnd)
+	if g.lastEnd.IsZero() || free >= groupYield {
+		g.busySince = now
+		return false
+	}
+	if now.Sub(g.busySince) < groupBusy {
+		return false
+	}
+	time.Sleep(groupYield - free)
+	g.busySince = time.Now()
+	return true
 }
 
 // groupTx runs jobs in one transaction and commits it. When one of them

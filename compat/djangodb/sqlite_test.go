@@ -937,3 +937,47 @@ func TestSQLiteGroupCommit(t *testing.T) {
 		}
 	}
 }
+
+// TestSQLiteLeavesLockToOthers: while the daemon's transactions follow one
+// another with hardly a gap (here each holds the write lock 100 ms, as
+// commits on a loaded disk do), another process polling the lock from its
+// busy handler, as a Django producer or atpd's command line does, still
+// gets it within Django's default busy timeout (5 s) every time.
+func TestSQLiteLeavesLockToOthers(t *testing.T) {
+	s, path := sqliteDjangoStore(t, sqliteUTC)
+	sqliteRegister(t, s, djangodb.TypeSpec{Identifier: "Busy", Handler: "m.f"})
+	ctx, stop := context.WithCancel(t.Context())
+	busy, holding := make(chan error, 1), make(chan struct{})
+	var once sync.Once
+	go func() {
+		for ctx.Err() == nil {
+			err := djangodb.WriteTx(ctx, s, func(ctx context.Context, tx *sql.Tx) error {
+				if _, err := tx.ExecContext(ctx, `UPDATE processes_type SET maxstart = maxstart + 1 WHERE identifier = 'Busy'`); err != nil {
+					return err
+				}
+				once.Do(func() { close(holding) })
+				select {
+				case <-time.After(100 * time.Millisecond):
+				case <-ctx.Done():
+				}
+				return nil
+			})
+			if err != nil && ctx.Err() == nil {
+				busy <- err
+				return
+			}
+		}
+		busy <- nil
+	}()
+	<-holding
+	other := sqliteRaw(t, path) // busy_timeout 5 s, Django's default
+	for i := range 4 {
+		if _, err := other.ExecContext(t.Context(), `UPDATE processes_type SET timeout = timeout + 1 WHERE identifier = 'Busy'`); err != nil {
+			t.Errorf("another process's write %d beside back-to-back daemon transactions: %v", i, err)
+		}
+	}
+	stop()
+	if err := <-busy; err != nil {
+		t.Fatalf("the daemon's transactions: %v", err)
+	}
+}
