@@ -33,6 +33,9 @@ import (
 //     writer per file anyway; a second connection of our own would only wait
 //     in the busy handler, which polls with sleeps, while a pool of one queues
 //     our writers on a channel and leaves the file lock to other processes.
+//     Their transactions share commits (groupcommit.go), which pauses when
+//     it has held the lock for long without a gap, so that those processes'
+//     busy handlers find it free.
 //   - Reads use a separate small pool of query_only connections outside any
 //     explicit transaction, so that an operator's listing is not queued
 //     behind the daemon's writes and can never write by mistake.
