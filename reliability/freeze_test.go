@@ -2,7 +2,6 @@ package reliability
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -81,13 +79,6 @@ func TestFrozenDaemon(t *testing.T) {
 	}
 	feed()
 
-	killer, err := sql.Open("postgres", withAppName(t, db.DSN))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer killer.Close()
-	killer.SetMaxOpenConns(1)
-
 	begin := time.Now()
 	flags := []string{"-n", workers, "--sweep-interval", "200ms", "--http", "127.0.0.1:0"}
 	a := db.startAtpd("atpd-A", "A", flags...)
@@ -96,42 +87,7 @@ func TestFrozenDaemon(t *testing.T) {
 	t.Cleanup(func() { a.Cmd.Process.Signal(syscall.SIGCONT) })
 	b := db.startAtpd("atpd-B", "B", flags...)
 
-	var killRounds, killed atomic.Int64
-	stopKiller := make(chan struct{})
-	killerDone := make(chan struct{})
-	go func() {
-		defer close(killerDone)
-		tick := time.NewTicker(killEvery)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stopKiller:
-				return
-			case <-tick.C:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			var k int64
-			err := killer.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
-				FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
-				AND application_name <> $1`, testAppName).Scan(&k)
-			cancel()
-			if err != nil {
-				t.Errorf("pg_terminate_backend: %v", err)
-				return
-			}
-			killRounds.Add(1)
-			killed.Add(k)
-		}
-	}()
-	stopKilling := func() {
-		select {
-		case <-stopKiller:
-		default:
-			close(stopKiller)
-		}
-		<-killerDone
-	}
-	defer stopKilling()
+	killer := db.terminate(t, killEvery, "")
 
 	// The freezes. Each waits for A to start a task X (and, every other
 	// time, for X's handler to have begun, by the ledger), freezes A, and
@@ -220,7 +176,7 @@ func TestFrozenDaemon(t *testing.T) {
 	chaosEnd := time.Since(begin)
 
 	db.waitTerminal(n, 3*time.Minute)
-	stopKilling()
+	killer.stop()
 	elapsed := time.Since(begin)
 	discardedA, discardedB := a.metricSum("atpd_outcomes_discarded_total"), b.metricSum("atpd_outcomes_discarded_total")
 	a.Stop(drainTimeout)
@@ -277,7 +233,7 @@ func TestFrozenDaemon(t *testing.T) {
 	if done < 2 || taken == 0 {
 		t.Errorf("%d freezes, %d tasks taken from the frozen daemon by a sweep: the fault was not injected", done, taken)
 	}
-	if killed.Load() == 0 {
+	if killer.killed.Load() == 0 {
 		t.Error("no daemon session was terminated: the fault was not injected")
 	}
 	if lc.byTag["A"] == 0 || lc.byTag["B"] == 0 {
@@ -293,7 +249,7 @@ func TestFrozenDaemon(t *testing.T) {
 	t.Logf("FIGURES frozen: tasks=%d freezes=%d taken_while_frozen=%d reran=%d max_starts=%d maxstart=%d zombie_reenqueues=%d executions=%d (A=%d B=%d) "+
 		"discarded_metric=%g (A=%g B=%g) discarded_logged=%d+%d (outcome, release) outcome_not_written=%d kill_rounds=%d sessions_terminated=%d chaos=%s elapsed=%s",
 		n, done, taken, reran, maxStarts, maxstart, sweptAll, lc.lines, lc.byTag["A"], lc.byTag["B"],
-		discardedA+discardedB, discardedA, discardedB, fenced, released, notWritten, killRounds.Load(), killed.Load(),
+		discardedA+discardedB, discardedA, discardedB, fenced, released, notWritten, killer.rounds.Load(), killer.killed.Load(),
 		chaosEnd.Round(time.Millisecond), elapsed.Round(time.Millisecond))
 }
 
