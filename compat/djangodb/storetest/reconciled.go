@@ -91,13 +91,19 @@ func testDeleteRetiredBatches(t *testing.T, e *env) {
 	for i := range tasks {
 		tasks[i] = djangodb.NewTask{Identifier: fmt.Sprint("r", i), Input: input("r")}
 	}
-	ids, err := djangodb.EnqueueMany(e.ctx, e.store, "R", tasks, "")
+	// A longer lock wait, which on SQLite lengthens the call timeout with
+	// it: under -race on a loaded machine, enqueueing 1,001 tasks in one
+	// transaction outlasted the default one (20 s).
+	opts := testdb.Options(e.c)
+	opts.BusyTimeout = time.Minute
+	s := e.open(opts)
+	ids, err := djangodb.EnqueueMany(e.ctx, s, "R", tasks, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.exec(`DELETE FROM processes_task`)
 	e.exec(`UPDATE processes_instance SET status = 5, "timeUpdate" = $1`, e.h.EncodeTime(e.c, time.Now().Add(-time.Hour)))
-	refs, err := e.store.DeleteRetired(e.ctx)
+	refs, err := s.DeleteRetired(e.ctx)
 	if err != nil || len(refs) != len(ids) || !slices.IsSortedFunc(refs, func(a, b djangodb.InstanceRef) int { return int(a.ID - b.ID) }) ||
 		!slices.Equal(refIDs(refs), ids) {
 		t.Fatalf("DeleteRetired = %d refs, %v; want all %d in id order", len(refs), err, len(ids))
