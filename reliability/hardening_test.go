@@ -1,8 +1,6 @@
 package reliability
 
 import (
-	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -160,30 +158,13 @@ INSTALLED_APPS = []
 		n := 100
 		db.bulkEnqueue("Ledger", "t", n, led.input(0.01))
 		a := db.startAtpd("atpd", "atpd", "-n", "2")
-		killer, err := sql.Open("postgres", withAppName(t, dsn))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer killer.Close()
-		limit := time.Now().Add(3 * time.Minute)
-		for db.statusCounts()[djangodb.Finished] < n {
-			if time.Now().After(limit) {
-				t.Fatalf("tasks by status %v after 3 minutes, want %d FINISHED", db.statusCounts(), n)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			_, err := killer.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-				WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name <> $1`, testAppName)
-			cancel()
-			if err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		killer := db.terminate(t, 50*time.Millisecond, endedTasks)
+		db.waitTerminal(n, 3*time.Minute)
 		// The store reruns a transaction whose session was ended before
 		// COMMIT without a word, so the terminations alone may log
 		// nothing. A short outage surely does: every claim fails to
 		// connect until the server is back.
-		killer.Close()
+		killer.stop()
 		cluster.stop()
 		a.WaitLine(`retrying`, time.Minute)
 		cluster.start()

@@ -11,9 +11,8 @@ const drainTimeout = time.Minute
 // TestPostgresBackendsTerminated: while atpd works through a queue of ledger
 // tasks, every PostgreSQL session it holds is killed with
 // pg_terminate_backend every 50 ms, or, when no task ended since the last
-// round, as soon as one has (a fixed period outran the daemon's
-// transactions on a loaded machine: no task ended in minutes). The daemon logs the lost connections,
-// retries with backoff and carries on: every task finishes, every handler
+// round, as soon as one has (see terminate). The daemon logs the lost
+// connections, retries with backoff and carries on: every task finishes, every handler
 // ran exactly once (no timeout is crossed: the type's timeout is two
 // minutes), and every instance's log is the plain ACCEPTED, SCHEDULED,
 // RUNNING, FINISHED.
@@ -26,8 +25,7 @@ func TestPostgresBackendsTerminated(t *testing.T) {
 
 	begin := time.Now()
 	a := db.startAtpd("atpd", "atpd", "-n", "2")
-	// A round every 50 ms, each after at least one more task ended.
-	k := db.terminate(t, 50*time.Millisecond, `SELECT count(*) FROM processes_instance WHERE status IN (5, 6)`)
+	k := db.terminate(t, 50*time.Millisecond, endedTasks)
 	db.waitTerminal(n, 5*time.Minute)
 	k.stop()
 	elapsed := time.Since(begin)

@@ -16,12 +16,17 @@ type terminator struct {
 	stopCh, done   chan struct{}
 }
 
+// endedTasks counts the instances that ended (FINISHED, FAILED): the
+// progress a round waits for.
+const endedTasks = `SELECT count(*) FROM processes_instance WHERE status IN (5, 6)`
+
 // terminate starts the rounds, one every period. When progress is set
 // (a query returning a count, run on the terminator's session), a round is
 // skipped while the count has not changed since the last one: a daemon
 // whose every transaction is cut short makes no progress at all, which on
 // a loaded machine, where a transaction takes longer than the period, is
-// what a fixed period leads to. Each round then still cuts the daemon's
+// what a fixed period led to (two suite copies side by side: 247 of 300
+// tasks in 5 minutes). Each round then still cuts the daemon's
 // sessions, wherever they are, and the fault is the same on an idle
 // machine, where tasks finish faster than the period.
 func (d *rdb) terminate(t *testing.T, period time.Duration, progress string) *terminator {
