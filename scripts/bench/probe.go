@@ -182,9 +182,6 @@ func (p *pgProbe) finish(ctx context.Context, b *bench, name string, tasks int, 
 	b.record(name+"/commits_per_task", float64(commits-p.commits-ownCommits)/float64(tasks))
 	b.record(name+"/wal_bytes_per_task/cluster", float64(wal)/float64(tasks))
 	if p.wal != nil {
-		// A record past the end, for the follower to reach on a quiet
-		// cluster.
-		p.db.ExecContext(ctx, `SELECT pg_logical_emit_message(false, 'atpd-bench', 'end')`)
 		own, err := p.wal.stop(lsn)
 		if err != nil {
 			p.walErr = err
@@ -267,12 +264,13 @@ var (
 // reaches a segment not yet created, so it is started again from the last
 // record read.
 type walFollower struct {
-	mu   sync.Mutex
-	cmd  *exec.Cmd     // the pg_waldump running
-	end  atomic.Uint64 // the LSN to stop at, once known
-	done chan struct{}
-	sum  int64
-	err  error
+	mu     sync.Mutex
+	cmd    *exec.Cmd     // the pg_waldump running
+	killed bool          // no pg_waldump is to run any more
+	end    atomic.Uint64 // the LSN to stop at, once known
+	done   chan struct{}
+	sum    int64
+	err    error
 }
 
 func parseLSN(hi, lo string) uint64 {
@@ -289,9 +287,11 @@ func startWALFollower(ctx context.Context, waldump, dataDir string, oid int64, f
 	first := true
 	txBytes := map[string]int64{}
 	txOurs := map[string]bool{}
-	// follow runs pg_waldump once from last; false when the end is reached.
-	follow := func() (bool, error) {
-		cmd := exec.CommandContext(ctx, waldump, "-f", "-p", filepath.Join(dataDir, "pg_wal"), "-s", fmt.Sprintf("%X/%X", last>>32, uint32(last)))
+	// follow runs pg_waldump once from last, with args (-f, or -e END);
+	// false when the end is reached.
+	follow := func(args ...string) (bool, error) {
+		args = append(args, "-p", filepath.Join(dataDir, "pg_wal"), "-s", fmt.Sprintf("%X/%X", last>>32, uint32(last)))
+		cmd := exec.CommandContext(ctx, waldump, args...)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			return false, err
@@ -301,9 +301,14 @@ func startWALFollower(ctx context.Context, waldump, dataDir string, oid int64, f
 		if err := cmd.Start(); err != nil {
 			return false, err
 		}
-		w.mu.Lock()
-		w.cmd = cmd
-		w.mu.Unlock()
+		if args[0] == "-f" {
+			w.mu.Lock()
+			w.cmd = cmd
+			if w.killed {
+				cmd.Process.Kill()
+			}
+			w.mu.Unlock()
+		}
 		defer func() {
 			cmd.Process.Kill()
 			io.Copy(io.Discard, out)
@@ -351,17 +356,30 @@ func startWALFollower(ctx context.Context, waldump, dataDir string, oid int64, f
 	go func() {
 		defer close(w.done)
 		for {
-			again, err := follow()
+			again, err := follow("-f")
 			if err != nil {
 				w.err = err
 				return
 			}
-			if !again || ctx.Err() != nil {
+			w.mu.Lock()
+			killed := w.killed
+			w.mu.Unlock()
+			if !again || killed || ctx.Err() != nil {
 				break
 			}
 			select {
 			case <-time.After(100 * time.Millisecond):
 			case <-ctx.Done():
+			}
+		}
+		// pg_waldump's output to a pipe is block-buffered: the follower
+		// killed at stop took the last records it decoded with it (on a
+		// quiet cluster, nothing after them fills the buffer). One
+		// bounded run, which exits and so flushes, reads the rest.
+		if end := w.end.Load(); end > 1 && ctx.Err() == nil {
+			if _, err := follow("-e", fmt.Sprintf("%X/%X", end>>32, uint32(end))); err != nil {
+				w.err = err
+				return
 			}
 		}
 		for tx, n := range txBytes {
@@ -375,17 +393,19 @@ func startWALFollower(ctx context.Context, waldump, dataDir string, oid int64, f
 
 func (w *walFollower) kill() {
 	w.mu.Lock()
+	w.killed = true
 	if w.cmd != nil {
 		w.cmd.Process.Kill()
 	}
 	w.mu.Unlock()
 }
 
-// stop waits until the follower has read up to the LSN end (pg_waldump -f
-// looks for new WAL once a second) and returns the database's WAL bytes.
+// stop ends the follower, reads what remains up to the LSN end and
+// returns the database's WAL bytes.
 func (w *walFollower) stop(end string) (int64, error) {
 	hi, lo, _ := strings.Cut(end, "/")
 	w.end.Store(parseLSN(hi, lo))
+	w.kill()
 	select {
 	case <-w.done:
 	case <-time.After(30 * time.Second):
