@@ -163,6 +163,29 @@ func CheckEnvelope(text string, limit int) error {
 	return nil
 }
 
+// maxDeflateRatio is the most DEFLATE can expand: 258 bytes from a match
+// coded in about two bits, so at most 1032 output bytes per input byte.
+const maxDeflateRatio = 1032
+
+// InflatesPast reports whether text is base64 of a zlib stream that
+// inflates past limit bytes, reading at most limit+1 of them. A text that
+// does not open reports false: what is wrong with it is for the decoder
+// to say. Most inputs are too small to inflate past limit at all and cost
+// no decompression.
+func InflatesPast(text string, limit int64) bool {
+	z, err := unbase64([]byte(text))
+	if err != nil || int64(len(z)) <= limit/maxDeflateRatio {
+		return false
+	}
+	r, err := zlibReader(bytes.NewReader(z))
+	if err != nil {
+		return false
+	}
+	defer zlibReaders.Put(r)
+	n, _ := io.Copy(io.Discard, io.LimitReader(r, limit+1))
+	return n > limit
+}
+
 // Unbase64 is the first layer of Unwrap alone: the zlib stream inside a
 // stored input, for callers that inspect it without inflating it whole
 // (the daemon measures an input's inflated size through a fixed buffer).

@@ -185,3 +185,31 @@ func TestDecodeDoesNotAliasInput(t *testing.T) {
 		t.Fatalf("value changed with the input buffer: %s", got)
 	}
 }
+
+// TestInflatesPast: only a text that opens and inflates past the limit is
+// too large; one that does not open is left to the decoder.
+func TestInflatesPast(t *testing.T) {
+	b64 := func(z []byte) string { return base64.StdEncoding.EncodeToString(z) }
+	bomb := b64(zlibOf(t, make([]byte, 1<<20)))
+	cases := []struct {
+		name  string
+		text  string
+		limit int64
+		want  bool
+	}{
+		{"small", b64(zlibOf(t, []byte("K\x01."))), 1024, false},
+		{"bomb", bomb, 1024, true},
+		{"bomb at its size", bomb, 1 << 20, false},
+		{"bomb one byte past", bomb, 1<<20 - 1, true},
+		{"bomb in Python 3 bytes repr", "b'" + bomb + "'", 1024, true},
+		{"not base64", "%%%" + strings.Repeat("!", 4096), 1024, false},
+		{"not zlib", b64(bytes.Repeat([]byte("x"), 4096)), 1, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := InflatesPast(c.text, c.limit); got != c.want {
+				t.Errorf("InflatesPast(limit %d) = %t, want %t", c.limit, got, c.want)
+			}
+		})
+	}
+}
