@@ -186,11 +186,6 @@ func InflatesPast(text string, limit int64) bool {
 	return n > limit
 }
 
-// Unbase64 is the first layer of Unwrap alone: the zlib stream inside a
-// stored input, for callers that inspect it without inflating it whole
-// (the daemon measures an input's inflated size through a fixed buffer).
-func Unbase64(text string) ([]byte, error) { return unbase64([]byte(text)) }
-
 // unbase64 decodes as Python's base64.b64decode did in tracker.startTask
 // (pyB64Decode): characters outside the alphabet (the newlines of
 // base64.encodestring, a stray space) are discarded, decoding ends at a
