@@ -264,13 +264,14 @@ var (
 // reaches a segment not yet created, so it is started again from the last
 // record read.
 type walFollower struct {
-	mu     sync.Mutex
-	cmd    *exec.Cmd     // the pg_waldump running
-	killed bool          // no pg_waldump is to run any more
-	end    atomic.Uint64 // the LSN to stop at, once known
-	done   chan struct{}
-	sum    int64
-	err    error
+	mu  sync.Mutex
+	cmd *exec.Cmd // the pg_waldump -f running
+	// end is the LSN to stop at, set by stop: from then on no pg_waldump
+	// -f is to run (a new one would wait forever on a quiet cluster).
+	end  atomic.Uint64
+	done chan struct{}
+	sum  int64
+	err  error
 }
 
 func parseLSN(hi, lo string) uint64 {
@@ -304,7 +305,7 @@ func startWALFollower(ctx context.Context, waldump, dataDir string, oid int64, f
 		if args[0] == "-f" {
 			w.mu.Lock()
 			w.cmd = cmd
-			if w.killed {
+			if w.end.Load() != 0 { // stop came first: kill saw no cmd
 				cmd.Process.Kill()
 			}
 			w.mu.Unlock()
@@ -361,10 +362,7 @@ func startWALFollower(ctx context.Context, waldump, dataDir string, oid int64, f
 				w.err = err
 				return
 			}
-			w.mu.Lock()
-			killed := w.killed
-			w.mu.Unlock()
-			if !again || killed || ctx.Err() != nil {
+			if !again || w.end.Load() != 0 || ctx.Err() != nil {
 				break
 			}
 			select {
@@ -393,7 +391,6 @@ func startWALFollower(ctx context.Context, waldump, dataDir string, oid int64, f
 
 func (w *walFollower) kill() {
 	w.mu.Lock()
-	w.killed = true
 	if w.cmd != nil {
 		w.cmd.Process.Kill()
 	}
@@ -409,8 +406,7 @@ func (w *walFollower) stop(end string) (int64, error) {
 	select {
 	case <-w.done:
 	case <-time.After(30 * time.Second):
-		w.end.Store(1) // the next record ends it
-		w.kill()
+		w.end.Store(1) // the bounded run ends at its next record
 		<-w.done
 		return 0, errors.New("pg_waldump did not reach the end LSN within 30 s")
 	}
